@@ -1,0 +1,68 @@
+//! Validation of everything that reaches an argv: nothing is ever passed through a shell, and
+//! every value still has to look like what it claims to be.
+
+/// A barman server name, a systemd unit base, a database role: ASCII letters, digits, `-`, `_`.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A barman backup id as barman 3.3 makes them: `YYYYMMDDTHHMMSS`.
+pub fn is_backup_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 15
+        && b[8] == b'T'
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[9..].iter().all(u8::is_ascii_digit)
+}
+
+/// A systemd unit name such as `postgresql.service`.
+pub fn is_unit_name(s: &str) -> bool {
+    match s.rsplit_once('.') {
+        Some((base, kind)) => {
+            !base.is_empty()
+                && !base.starts_with('-')
+                && base
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_@:".contains(&b))
+                && matches!(kind, "service" | "target")
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names() {
+        assert!(is_plain_name("pg"));
+        assert!(is_plain_name("main-db_2"));
+        assert!(!is_plain_name(""));
+        assert!(!is_plain_name("-c"));
+        assert!(!is_plain_name("a b"));
+        assert!(!is_plain_name("a;b"));
+        assert!(!is_plain_name("../x"));
+    }
+
+    #[test]
+    fn backup_ids() {
+        assert!(is_backup_id("20261125T030939"));
+        assert!(!is_backup_id("20261125T03093"));
+        assert!(!is_backup_id("latest"));
+        assert!(!is_backup_id("20261125X030939"));
+        assert!(!is_backup_id("--help--------"));
+    }
+
+    #[test]
+    fn unit_names() {
+        assert!(is_unit_name("postgresql.service"));
+        assert!(is_unit_name("barman-cron.service"));
+        assert!(!is_unit_name("postgresql"));
+        assert!(!is_unit_name("--now.service"));
+        assert!(!is_unit_name("a b.service"));
+    }
+}

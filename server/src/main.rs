@@ -1,0 +1,50 @@
+//! `barkeep`: the web app's server and the command line over the engine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod web;
+
+#[derive(Parser)]
+#[command(name = "barkeep", version, about = "Point-in-time recovery for PostgreSQL, from a browser")]
+struct Cli {
+    /// barkeep's configuration file (TOML).
+    #[arg(long, global = true, env = "BARKEEP_CONFIG", default_value = "/etc/barkeep/barkeep.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app.
+    Serve,
+    /// Check the configuration file and print it as barkeep understands it.
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = engine::Config::load(&cli.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve => runtime.block_on(web::serve(Arc::new(config))),
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
