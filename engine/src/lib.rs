@@ -2,8 +2,15 @@
 //! and the crash-safe restore state machine. The app and the server call into this crate; it
 //! knows nothing of them.
 
+pub mod barman;
+pub mod catalog;
 pub mod config;
 pub mod probe;
+pub mod pyliteral;
+pub mod service;
+pub mod target;
 pub mod validate;
+pub mod wal;
+pub mod window;
 
 pub use config::Config;
