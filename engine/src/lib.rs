@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod probe;
 pub mod pyliteral;
+pub mod restore;
 pub mod service;
 pub mod target;
 pub mod validate;

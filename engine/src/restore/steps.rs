@@ -1,0 +1,1055 @@
+//! The operations of the restore state machine and the steps they run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_postgres::SimpleQueryMessage;
+
+use super::journal::{sync_dir, Journal, Record};
+use super::{Engine, Outcome, Phase, Plan, QueryResult, RestoreError, RestoreStatus, Step};
+use crate::catalog::Catalog;
+use crate::probe::{self, PauseState};
+use crate::service::{Postmaster, ServiceControl};
+use crate::target::TargetTime;
+use crate::window;
+
+/// Test hook for the crash-safety tests: `BARKEEP_FAULT_KILL_AFTER=<step>:<started|finished>`
+/// makes the process SIGKILL itself right after writing that journal entry, exactly as a power
+/// cut or an OOM kill would. Never set in production.
+const FAULT_ENV: &str = "BARKEEP_FAULT_KILL_AFTER";
+
+/// The recovery settings Barman 3.3 writes into postgresql.auto.conf (pitfall 5).
+const RECOVERY_SETTINGS: [&str; 5] = [
+    "restore_command",
+    "recovery_end_command",
+    "recovery_target_time",
+    "recovery_target_action",
+    "recovery_target_timeline",
+];
+
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(900);
+const PROMOTE_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
+    let what = what.into();
+    move |source| RestoreError::Io { what, source }
+}
+
+/// A journal being written by one operation, with the engine's live event feed.
+struct Run<'a> {
+    engine: &'a Engine,
+    journal: Journal,
+}
+
+impl Run<'_> {
+    fn record(&mut self, record: Record) -> Result<(), RestoreError> {
+        let fault = fault_point(&record);
+        let entry = self.journal.append(record)?;
+        let _ = self.engine.inner.events.send(entry);
+        if let Some(point) = fault {
+            if std::env::var(FAULT_ENV).ok().as_deref() == Some(point.as_str()) {
+                tracing::error!(%point, "fault injection: killing this process");
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, line: impl Into<String>) -> Result<(), RestoreError> {
+        let line = line.into();
+        tracing::info!(restore = %self.journal.restore_id(), "{line}");
+        self.record(Record::Log { line })
+    }
+
+    fn log_output(&mut self, out: &crate::barman::CommandOutput) -> Result<(), RestoreError> {
+        self.log(format!("$ barman {} ({} ms, exit {:?})", out.command, out.elapsed_ms, out.code))?;
+        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        for l in lines {
+            self.log(format!("  {l}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one step between its journal entries.
+    async fn step<T, F>(&mut self, step: Step, target: Option<TargetTime>, f: F) -> Result<T, RestoreError>
+    where
+        F: AsyncFnOnce(&mut Self) -> Result<(T, Option<String>), RestoreError>,
+    {
+        self.record(Record::StepStarted { step, target })?;
+        let started = std::time::Instant::now();
+        match f(self).await {
+            Ok((value, detail)) => {
+                let ms = started.elapsed().as_millis();
+                let detail = Some(match detail {
+                    Some(d) => format!("{d} ({ms} ms)"),
+                    None => format!("{ms} ms"),
+                });
+                self.record(Record::StepFinished { step, detail })?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.record(Record::StepFailed {
+                    step,
+                    error: e.to_string(),
+                })?;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn fault_point(record: &Record) -> Option<String> {
+    match record {
+        Record::StepStarted { step, .. } => Some(format!("{}:started", step.name())),
+        Record::StepFinished { step, .. } => Some(format!("{}:finished", step.name())),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// The dry run: validates the target and everything around it, touches nothing.
+    pub async fn plan(&self, target: TargetTime, backup_id: Option<&str>) -> Result<Plan, RestoreError> {
+        let config = self.config();
+        let now = Utc::now();
+        let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%3fZ"));
+        let catalog = self.catalog()?;
+        let window = window::recovery_window(&catalog, &config.postgres.bin_dir).await?;
+        let running = matches!(self.service().postmaster(), Postmaster::Running { .. });
+        let server = if running {
+            probe::status(&config.postgres).await.ok()
+        } else {
+            None
+        };
+        let mut warnings = Vec::new();
+
+        if target.utc() > now {
+            return Err(RestoreError::OutsideWindow {
+                target,
+                why: format!("in the future (it is {} now)", TargetTime::new(now)),
+            });
+        }
+        let Some(earliest) = window.earliest else {
+            return Err(RestoreError::OutsideWindow {
+                target,
+                why: "not restorable: Barman has no finished backup yet".into(),
+            });
+        };
+        if target.utc() < earliest {
+            return Err(RestoreError::OutsideWindow {
+                target,
+                why: format!(
+                    "before the end of the oldest backup ({}); nothing earlier can be restored",
+                    TargetTime::new(earliest)
+                ),
+            });
+        }
+        // Recovery stops at the first transaction after the target: one must be archived.
+        // With the server up, the archive step writes and archives one; otherwise only what
+        // Barman already has counts.
+        if server.is_none() {
+            match window.latest {
+                Some(latest) if target.utc() < latest => {}
+                Some(latest) => {
+                    return Err(RestoreError::OutsideWindow {
+                        target,
+                        why: format!(
+                            "after the last transaction Barman has archived ({}), and PostgreSQL is down so no later one can be archived",
+                            TargetTime::new(latest)
+                        ),
+                    })
+                }
+                None => {
+                    return Err(RestoreError::OutsideWindow {
+                        target,
+                        why: "not restorable: Barman holds no archived transaction".into(),
+                    })
+                }
+            }
+        }
+
+        let backup = match backup_id {
+            Some(id) => {
+                if !crate::validate::is_backup_id(id) {
+                    return Err(RestoreError::UnknownBackup(id.to_owned()));
+                }
+                let b = catalog
+                    .backup(id)
+                    .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
+                if !b.is_recoverable() {
+                    return Err(RestoreError::UnusableBackup {
+                        id: id.to_owned(),
+                        why: format!("its status is {}", b.status.as_str()),
+                    });
+                }
+                if b.end_time.is_some_and(|e| e > target.utc()) {
+                    return Err(RestoreError::UnusableBackup {
+                        id: id.to_owned(),
+                        why: format!(
+                            "it ended at {}, after the target",
+                            b.end_time.map(|e| TargetTime::new(e).to_string()).unwrap_or_default()
+                        ),
+                    });
+                }
+                b
+            }
+            None => catalog
+                .backup_for_target(target.utc())
+                .ok_or_else(|| RestoreError::OutsideWindow {
+                    target,
+                    why: "before every finished backup".into(),
+                })?,
+        };
+        let backup_end = backup.end_time.unwrap_or(earliest);
+        let gaps = catalog.wal_gaps(backup);
+        if let Some(first) = gaps.first() {
+            return Err(RestoreError::WalGap {
+                first: first.to_string(),
+                count: gaps.len() - 1,
+            });
+        }
+
+        if let (Some(server), Some(ident)) = (&server, catalog.identity.as_ref().and_then(|i| i.systemid.clone())) {
+            let client = probe::connect(&config.postgres, None).await?;
+            let row = client
+                .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+                .await
+                .map_err(|source| crate::probe::ProbeError::Query {
+                    what: "system identifier",
+                    source,
+                })?;
+            let sysid: String = row.get(0);
+            if sysid != ident {
+                return Err(RestoreError::WrongCluster {
+                    barman: ident,
+                    server: sysid,
+                });
+            }
+            if server.version_num / 10000 != 14 {
+                warnings.push(format!("PostgreSQL {} is not the pinned major version 14", server.version));
+            }
+        }
+
+        let data_dir = config.postgres.data_dir.clone();
+        let parent = data_dir.parent().unwrap_or(Path::new("/"));
+        let stat = rustix::fs::statvfs(parent).map_err(|e| RestoreError::Io {
+            what: format!("cannot read the free space of {}", parent.display()),
+            source: e.into(),
+        })?;
+        let free_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
+        // The restored copy sits next to the set-aside original; leave room for replayed WAL.
+        let needed_bytes = backup.size.unwrap_or(0).saturating_mul(11) / 10 + (256 << 20);
+        if free_bytes < needed_bytes {
+            return Err(RestoreError::DiskFull {
+                needed: needed_bytes,
+                free: free_bytes,
+            });
+        }
+
+        let checks = match self.barman().check().await {
+            Ok(c) => c,
+            Err(e) => {
+                warnings.push(format!("barman check could not run: {e}"));
+                Vec::new()
+            }
+        };
+        for c in checks.iter().filter(|c| !c.ok) {
+            warnings.push(format!("barman check: {} FAILED {}", c.name, c.hint).trim_end().to_owned());
+        }
+
+        Ok(Plan {
+            pre_restore_dir: config.state_dir.join("pre-restore").join(&restore_id),
+            restore_id,
+            created_at: now,
+            target,
+            backup_id: backup.id.clone(),
+            backup_end,
+            timeline: server.as_ref().map(|s| s.timeline as u32),
+            data_dir,
+            server_was_running: running,
+            window,
+            kept_by_barkeep: Vec::new(),
+            checks,
+            free_bytes,
+            needed_bytes,
+            warnings,
+        })
+    }
+
+    /// Runs a restore up to the paused state: plan, archive, stop, set aside, recover, start.
+    /// Any failure rolls back to the state before the restore.
+    pub async fn start_restore(&self, target: TargetTime, backup_id: Option<&str>) -> Result<RestoreStatus, RestoreError> {
+        let (_guard, _lock) = self.exclusive().await?;
+        self.refuse_if_in_progress()?;
+        let mut plan = self.plan(target, backup_id).await?;
+        // Hold the backup against retention (barman-facts.md pitfall 14) unless already kept.
+        if self.barman().keep_status(&plan.backup_id).await?.is_none() {
+            match self.barman().keep(&plan.backup_id).await {
+                Ok(_) => plan.kept_by_barkeep.push(plan.backup_id.clone()),
+                // 3.3 keeps DONE backups only; a WAITING_FOR_WALS one goes unheld.
+                Err(e) => plan.warnings.push(format!("could not hold the backup against retention: {e}")),
+            }
+        }
+        let mut journal = Journal::create(&self.config().state_dir, &plan.restore_id)?;
+        let entry = journal.append(Record::Planned { plan: plan.clone() })?;
+        let _ = self.inner.events.send(entry);
+        let mut run = Run { engine: self, journal };
+        run.step(Step::Plan, Some(target), async |r: &mut Run<'_>| {
+            for w in &plan.warnings {
+                r.log(format!("warning: {w}"))?;
+            }
+            Ok(((), Some(format!("backup {} for target {}", plan.backup_id, plan.target))))
+        })
+        .await?;
+        let result = self.run_to_paused(&mut run, &plan, plan.target, plan.backup_id.clone(), true).await;
+        self.finish_or_roll_back(run, &plan, result).await
+    }
+
+    /// Runs archive (when `archive`), stop, set aside (first time) or wipe (retry), recover,
+    /// start paused.
+    async fn run_to_paused(
+        &self,
+        run: &mut Run<'_>,
+        plan: &Plan,
+        target: TargetTime,
+        backup_id: String,
+        first: bool,
+    ) -> Result<(), (Step, RestoreError)> {
+        if first {
+            if plan.server_was_running {
+                run.step(Step::Archive, Some(target), async |r: &mut Run<'_>| {
+                    r.engine.archive_step(r, target).await
+                })
+                .await
+                .map_err(|e| (Step::Archive, e))?;
+            }
+            run.step(Step::Stop, None, async |r: &mut Run<'_>| r.engine.stop_step().await)
+                .await
+                .map_err(|e| (Step::Stop, e))?;
+            run.step(Step::SetAside, None, async |r: &mut Run<'_>| r.engine.set_aside_step(plan))
+                .await
+                .map_err(|e| (Step::SetAside, e))?;
+        } else {
+            run.step(Step::Retry, Some(target), async |r: &mut Run<'_>| {
+                r.engine.stop_step().await?;
+                r.engine.wipe_restored(plan)?;
+                Ok(((), Some("restored copy removed, data directory empty".into())))
+            })
+            .await
+            .map_err(|e| (Step::Retry, e))?;
+        }
+        run.step(Step::Recover, Some(target), async |r: &mut Run<'_>| {
+            r.engine.recover_step(r, plan, &backup_id, target).await
+        })
+        .await
+        .map_err(|e| (Step::Recover, e))?;
+        run.step(Step::StartPaused, Some(target), async |r: &mut Run<'_>| {
+            r.engine.start_paused_step().await
+        })
+        .await
+        .map_err(|e| (Step::StartPaused, e))?;
+        Ok(())
+    }
+
+    async fn finish_or_roll_back(
+        &self,
+        mut run: Run<'_>,
+        plan: &Plan,
+        result: Result<(), (Step, RestoreError)>,
+    ) -> Result<RestoreStatus, RestoreError> {
+        match result {
+            Ok(()) => self.current_status(),
+            Err((step, e)) => {
+                let message = e.to_string();
+                tracing::error!(step = step.name(), error = %message, "restore step failed; rolling back");
+                match self.rollback_in(&mut run, plan, &format!("{} failed: {message}", step.name())).await {
+                    Ok(()) => {
+                        run.journal.archive(&self.config().state_dir)?;
+                        Err(RestoreError::RolledBack {
+                            step: step.name(),
+                            message,
+                        })
+                    }
+                    Err(rb) => Err(RestoreError::RollbackFailed {
+                        step: step.name(),
+                        message,
+                        rollback: rb.to_string(),
+                        pre_restore: plan.pre_restore_dir.clone(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn current_status(&self) -> Result<RestoreStatus, RestoreError> {
+        self.status()?.ok_or(RestoreError::NoRestore)
+    }
+
+    fn refuse_if_in_progress(&self) -> Result<(), RestoreError> {
+        let path = Journal::current_path(&self.config().state_dir);
+        if let Some(entries) = super::journal::read(&path)? {
+            let (id, state) = match RestoreStatus::from_entries(&entries) {
+                Some(s) => (s.restore_id, format!("{:?}", s.state).to_lowercase()),
+                None => ("unknown".into(), "unreadable".into()),
+            };
+            return Err(RestoreError::InProgress { id, state });
+        }
+        Ok(())
+    }
+
+    fn open_paused(&self) -> Result<(Journal, RestoreStatus), RestoreError> {
+        let (journal, entries) =
+            Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
+        let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
+        if status.state != Phase::Paused {
+            return Err(RestoreError::NotPaused(format!("{:?}", status.state).to_lowercase()));
+        }
+        Ok((journal, status))
+    }
+
+    /// Verify: a read-only query against the paused server (statement timeout, row limit,
+    /// read-only transaction; one statement only).
+    pub async fn query(&self, sql: &str, max_rows: usize) -> Result<QueryResult, RestoreError> {
+        let trimmed = sql.trim().trim_end_matches(';').trim();
+        if trimmed.is_empty() {
+            return Err(RestoreError::Query("the query is empty".into()));
+        }
+        if trimmed.contains(';') {
+            return Err(RestoreError::Query("one statement at a time, please".into()));
+        }
+        let client = probe::connect(&self.config().postgres, None).await?;
+        let q = |source| crate::probe::ProbeError::Query {
+            what: "verify query",
+            source,
+        };
+        client
+            .batch_execute("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = '10s'")
+            .await
+            .map_err(q)?;
+        let messages = client.simple_query(trimmed).await;
+        let _ = client.batch_execute("ROLLBACK").await;
+        let messages = messages.map_err(|e| RestoreError::Query(db_error_text(&e)))?;
+        let mut result = QueryResult {
+            columns: Vec::new(),
+            rows: Vec::new(),
+            truncated: false,
+        };
+        for m in messages {
+            match m {
+                SimpleQueryMessage::RowDescription(cols) => {
+                    result.columns = cols.iter().map(|c| c.name().to_owned()).collect();
+                }
+                SimpleQueryMessage::Row(row) => {
+                    if result.columns.is_empty() {
+                        result.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                    }
+                    if result.rows.len() >= max_rows {
+                        result.truncated = true;
+                        continue;
+                    }
+                    result
+                        .rows
+                        .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
+                }
+                _ => {}
+            }
+        }
+        Ok(result)
+    }
+
+    /// Retry at another target: back to an empty data directory, recover, start paused.
+    pub async fn retry(&self, target: TargetTime, backup_id: Option<&str>) -> Result<RestoreStatus, RestoreError> {
+        let (_guard, _lock) = self.exclusive().await?;
+        let (journal, status) = self.open_paused()?;
+        let mut run = Run { engine: self, journal };
+        let plan = status.plan.clone();
+        // Re-validate against the catalog as it is now; the server is paused, so no sealing.
+        let catalog = self.catalog()?;
+        let backup = self.choose_backup(&catalog, target, backup_id)?;
+        let window = window::recovery_window(&catalog, &self.config().postgres.bin_dir).await?;
+        match window.latest {
+            Some(latest) if target.utc() < latest => {}
+            _ => {
+                return Err(RestoreError::OutsideWindow {
+                    target,
+                    why: "after the last transaction in archived WAL".into(),
+                })
+            }
+        }
+        let result = self.run_to_paused(&mut run, &plan, target, backup, false).await;
+        self.finish_or_roll_back(run, &plan, result).await
+    }
+
+    fn choose_backup(&self, catalog: &Catalog, target: TargetTime, backup_id: Option<&str>) -> Result<String, RestoreError> {
+        let earliest = catalog.earliest_recoverable();
+        if earliest.is_none_or(|e| target.utc() < e) {
+            return Err(RestoreError::OutsideWindow {
+                target,
+                why: "before the end of the oldest backup".into(),
+            });
+        }
+        match backup_id {
+            Some(id) => {
+                let b = catalog
+                    .backup(id)
+                    .filter(|_| crate::validate::is_backup_id(id))
+                    .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
+                if !b.is_recoverable() || b.end_time.is_some_and(|e| e > target.utc()) {
+                    return Err(RestoreError::UnusableBackup {
+                        id: id.to_owned(),
+                        why: "it is not finished or ended after the target".into(),
+                    });
+                }
+                Ok(b.id.clone())
+            }
+            None => catalog
+                .backup_for_target(target.utc())
+                .map(|b| b.id.clone())
+                .ok_or_else(|| RestoreError::OutsideWindow {
+                    target,
+                    why: "before every finished backup".into(),
+                }),
+        }
+    }
+
+    /// Roll back: the pre-restore data directory goes back in place and is started.
+    pub async fn rollback(&self) -> Result<RestoreStatus, RestoreError> {
+        let (_guard, _lock) = self.exclusive().await?;
+        let (journal, entries) =
+            Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
+        let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
+        let mut run = Run { engine: self, journal };
+        self.rollback_in(&mut run, &status.plan, "rolled back by request").await?;
+        run.journal.archive(&self.config().state_dir)?;
+        self.current_status()
+    }
+
+    async fn rollback_in(&self, run: &mut Run<'_>, plan: &Plan, reason: &str) -> Result<(), RestoreError> {
+        run.step(Step::Rollback, None, async |r: &mut Run<'_>| {
+            let e = r.engine;
+            e.service().stop().await?;
+            e.service().guard_against_start().await?;
+            let pre = &plan.pre_restore_dir;
+            let data = &plan.data_dir;
+            if is_cluster(pre) {
+                // The restored copy (or an empty dir) is in the data dir's place; it is derived
+                // from a backup, so it may go. The original comes back by rename.
+                if data.exists() {
+                    let discard = e.config().state_dir.join(format!("discard-{}", plan.restore_id));
+                    if discard.exists() {
+                        std::fs::remove_dir_all(&discard).map_err(io(format!("cannot remove {}", discard.display())))?;
+                    }
+                    std::fs::rename(data, &discard).map_err(io(format!("cannot move {} aside", data.display())))?;
+                    std::fs::remove_dir_all(&discard).map_err(io(format!("cannot remove {}", discard.display())))?;
+                }
+                std::fs::rename(pre, data).map_err(io(format!(
+                    "cannot move {} back to {}",
+                    pre.display(),
+                    data.display()
+                )))?;
+                sync_parents(data, pre)?;
+                r.log(format!("moved the pre-restore data directory back to {}", data.display()))?;
+            } else if !is_cluster(data) {
+                return Err(RestoreError::StepFailed {
+                    step: "rollback",
+                    message: format!(
+                        "neither {} nor {} holds a PostgreSQL cluster; nothing was deleted, look at both by hand",
+                        data.display(),
+                        pre.display()
+                    ),
+                });
+            }
+            e.service().release_start_guard().await?;
+            if plan.server_was_running {
+                e.service().start().await?;
+            }
+            for id in &plan.kept_by_barkeep {
+                if let Err(err) = e.barman().release_keep(id).await {
+                    r.log(format!("warning: could not release the keep on backup {id}: {err}"))?;
+                }
+            }
+            Ok(((), Some(reason.to_owned())))
+        })
+        .await?;
+        run.record(Record::Closed {
+            outcome: Outcome::RolledBack {
+                reason: reason.to_owned(),
+            },
+        })
+    }
+
+    /// Accept: re-enable archiving, promote, clean Barman's recovery settings and .origin
+    /// files, archive the new timeline. The pre-restore directory is kept.
+    pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
+        let (_guard, _lock) = self.exclusive().await?;
+        let (journal, status) = self.open_paused()?;
+        let mut run = Run { engine: self, journal };
+        self.accept_in(&mut run, &status.plan).await?;
+        run.journal.archive(&self.config().state_dir)?;
+        self.current_status()
+    }
+
+    async fn accept_in(&self, run: &mut Run<'_>, plan: &Plan) -> Result<(), RestoreError> {
+        let timeline = run
+            .step(Step::Accept, None, async |r: &mut Run<'_>| r.engine.accept_step(r, plan).await)
+            .await?;
+        run.record(Record::Closed {
+            outcome: Outcome::Accepted { timeline },
+        })
+    }
+
+    /// On start-up: finish or undo whatever a crash interrupted. Returns what it did.
+    pub async fn resume(&self) -> Result<Option<RestoreStatus>, RestoreError> {
+        let (_guard, _lock) = self.exclusive().await?;
+        let Some((journal, entries)) = Journal::open_current(&self.config().state_dir)? else {
+            return Ok(None);
+        };
+        let Some(status) = RestoreStatus::from_entries(&entries) else {
+            // Not even planned: nothing was touched.
+            drop(journal);
+            let path = Journal::current_path(&self.config().state_dir);
+            std::fs::remove_file(&path).map_err(io(format!("cannot remove {}", path.display())))?;
+            return Ok(None);
+        };
+        let mut run = Run { engine: self, journal };
+        let plan = status.plan.clone();
+        if status.state == Phase::Closed {
+            run.journal.archive(&self.config().state_dir)?;
+            return self.status();
+        }
+        let last = status.last_step();
+        run.log(format!("resuming after an interruption; last step: {last:?}"))?;
+        match last {
+            Some((Step::StartPaused, true)) | Some((Step::Accept, false)) | Some((Step::Accept, true)) => {
+                let accepting = matches!(last, Some((Step::Accept, _)));
+                // Bring the restored server back up (paused, or promoted if accept got that far).
+                if let Err(e) = self.ensure_restored_running().await {
+                    if accepting {
+                        return Err(e);
+                    }
+                    let reason = format!("the restored server did not come back after an interruption: {e}");
+                    self.rollback_in(&mut run, &plan, &reason).await?;
+                    run.journal.archive(&self.config().state_dir)?;
+                    return self.status();
+                }
+                if accepting {
+                    self.accept_in(&mut run, &plan).await?;
+                    run.journal.archive(&self.config().state_dir)?;
+                } else {
+                    // Paused again at the target: the person verifies as before.
+                    run.record(Record::StepStarted {
+                        step: Step::StartPaused,
+                        target: None,
+                    })?;
+                    run.record(Record::StepFinished {
+                        step: Step::StartPaused,
+                        detail: Some("paused again after an interruption".into()),
+                    })?;
+                }
+                self.status()
+            }
+            _ => {
+                let reason = match last {
+                    Some((step, _)) => format!("interrupted during {}", step.name()),
+                    None => "interrupted before the first step".into(),
+                };
+                self.rollback_in(&mut run, &plan, &reason).await?;
+                run.journal.archive(&self.config().state_dir)?;
+                self.status()
+            }
+        }
+    }
+
+    /// Removes a kept pre-restore directory, once the person has decided it can go.
+    pub fn discard_pre_restore(&self, restore_id: &str) -> Result<(), RestoreError> {
+        if !restore_id.starts_with('r') || !restore_id[1..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(RestoreError::UnknownBackup(restore_id.to_owned()));
+        }
+        if let Some(s) = self.status()? {
+            if s.restore_id == restore_id && s.state != Phase::Closed {
+                return Err(RestoreError::InProgress {
+                    id: s.restore_id,
+                    state: "not closed".into(),
+                });
+            }
+        }
+        let dir = self.config().state_dir.join("pre-restore").join(restore_id);
+        if !dir.exists() {
+            return Err(RestoreError::NoRestore);
+        }
+        std::fs::remove_dir_all(&dir).map_err(io(format!("cannot remove {}", dir.display())))
+    }
+
+    // ---- the steps ----
+
+    async fn archive_step(&self, run: &mut Run<'_>, target: TargetTime) -> Result<((), Option<String>), RestoreError> {
+        // A transaction of barkeep's own, committed after the target: recovery needs a commit
+        // after the target in archived WAL to stop there (barman-facts.md pitfalls 3 and 13).
+        let client = probe::connect(&self.config().postgres, None).await?;
+        client
+            .batch_execute("SELECT pg_current_xact_id()")
+            .await
+            .map_err(|source| crate::probe::ProbeError::Query {
+                what: "sealing transaction",
+                source,
+            })?;
+        drop(client);
+        let out = self.barman().switch_wal_archive().await?;
+        run.log_output(&out)?;
+        let catalog = self.catalog()?;
+        let window = window::recovery_window(&catalog, &self.config().postgres.bin_dir).await?;
+        match window.latest {
+            Some(latest) if target.utc() < latest => Ok((
+                (),
+                Some(format!("last archived transaction {}", TargetTime::new(latest))),
+            )),
+            other => Err(RestoreError::OutsideWindow {
+                target,
+                why: format!(
+                    "not followed by an archived transaction even after a WAL switch (last: {})",
+                    other.map(|t| TargetTime::new(t).to_string()).unwrap_or_else(|| "none".into())
+                ),
+            }),
+        }
+    }
+
+    async fn stop_step(&self) -> Result<((), Option<String>), RestoreError> {
+        self.service().stop().await?;
+        self.service().guard_against_start().await?;
+        Ok(((), Some("PostgreSQL stopped (no live postmaster)".into())))
+    }
+
+    fn set_aside_step(&self, plan: &Plan) -> Result<((), Option<String>), RestoreError> {
+        let data = &plan.data_dir;
+        let pre = &plan.pre_restore_dir;
+        if let Postmaster::Running { pid } = self.service().postmaster() {
+            return Err(crate::service::ServiceError::StillRunning {
+                data_dir: data.clone(),
+                pid,
+            }
+            .into());
+        }
+        if is_cluster(pre) && !is_cluster(data) {
+            // Already set aside (a resumed run): just make sure the empty dir is there.
+        } else {
+            if !is_cluster(data) {
+                return Err(RestoreError::StepFailed {
+                    step: "set_aside",
+                    message: format!("{} holds no PostgreSQL cluster", data.display()),
+                });
+            }
+            let parent = pre.parent().unwrap_or(Path::new("/"));
+            std::fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+            // Same filesystem: a rename, O(1), nothing copied, nothing deleted.
+            std::fs::rename(data, pre).map_err(io(format!(
+                "cannot rename {} to {} (they must be on the same filesystem)",
+                data.display(),
+                pre.display()
+            )))?;
+            sync_parents(data, pre)?;
+        }
+        make_empty_data_dir(data)?;
+        Ok(((), Some(format!("original data directory kept at {}", pre.display()))))
+    }
+
+    fn wipe_restored(&self, plan: &Plan) -> Result<(), RestoreError> {
+        if !is_cluster(&plan.pre_restore_dir) {
+            return Err(RestoreError::StepFailed {
+                step: "retry",
+                message: format!(
+                    "the pre-restore directory {} is missing; refusing to touch {}",
+                    plan.pre_restore_dir.display(),
+                    plan.data_dir.display()
+                ),
+            });
+        }
+        if plan.data_dir.exists() {
+            std::fs::remove_dir_all(&plan.data_dir)
+                .map_err(io(format!("cannot remove the restored copy {}", plan.data_dir.display())))?;
+        }
+        make_empty_data_dir(&plan.data_dir)
+    }
+
+    async fn recover_step(
+        &self,
+        run: &mut Run<'_>,
+        plan: &Plan,
+        backup_id: &str,
+        target: TargetTime,
+    ) -> Result<((), Option<String>), RestoreError> {
+        let data = &plan.data_dir;
+        // Barman does not refuse a live or non-empty destination (pitfall 7): we do.
+        if let Postmaster::Running { pid } = self.service().postmaster() {
+            return Err(crate::service::ServiceError::StillRunning {
+                data_dir: data.clone(),
+                pid,
+            }
+            .into());
+        }
+        let empty = std::fs::read_dir(data)
+            .map_err(io(format!("cannot read {}", data.display())))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(RestoreError::DestinationNotEmpty(data.clone()));
+        }
+        let result = self.barman().recover(backup_id, data, target, plan.timeline).await;
+        match result {
+            Ok(out) => {
+                run.log_output(&out)?;
+                Ok(((), Some(format!("barman recover {backup_id} in {} ms", out.elapsed_ms))))
+            }
+            Err(e) => {
+                if let crate::barman::BarmanError::Failed { output, .. } = &e {
+                    run.log_output(output)?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn start_paused_step(&self) -> Result<((), Option<String>), RestoreError> {
+        self.service().release_start_guard().await?;
+        self.service().start().await?;
+        let replayed = self.wait_paused().await?;
+        Ok((
+            (),
+            Some(match replayed {
+                Some(t) => format!("paused; last replayed transaction {}", TargetTime::new(t)),
+                None => "paused; no transaction replayed".into(),
+            }),
+        ))
+    }
+
+    async fn wait_paused(&self) -> Result<Option<chrono::DateTime<Utc>>, RestoreError> {
+        let deadline = tokio::time::Instant::now() + PAUSE_TIMEOUT;
+        loop {
+            match probe::status(&self.config().postgres).await {
+                Ok(s) if s.in_recovery && s.pause_state == Some(PauseState::Paused) => {
+                    return Ok(s.last_replayed_xact)
+                }
+                Ok(s) if !s.in_recovery => {
+                    return Err(RestoreError::StepFailed {
+                        step: "start_paused",
+                        message: "PostgreSQL finished recovery instead of pausing at the target".into(),
+                    })
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Postmaster::Stopped = self.service().postmaster() {
+                        return Err(RestoreError::StepFailed {
+                            step: "start_paused",
+                            message: format!("PostgreSQL stopped during recovery (see its log): {e}"),
+                        });
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RestoreError::StepFailed {
+                    step: "start_paused",
+                    message: format!("replay did not pause within {} s", PAUSE_TIMEOUT.as_secs()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn ensure_restored_running(&self) -> Result<(), RestoreError> {
+        if let Postmaster::Stopped = self.service().postmaster() {
+            self.service().release_start_guard().await?;
+            self.service().start().await?;
+        }
+        let s = probe::status(&self.config().postgres).await?;
+        if s.in_recovery {
+            self.wait_paused().await?;
+        }
+        Ok(())
+    }
+
+    async fn accept_step(&self, run: &mut Run<'_>, plan: &Plan) -> Result<(i32, Option<String>), RestoreError> {
+        let pg = &self.config().postgres;
+        let q = |what: &'static str| move |source| crate::probe::ProbeError::Query { what, source };
+        let client = probe::connect(pg, None).await?;
+        // 1. Archiving back on while paused: ALTER SYSTEM goes to postgresql.auto.conf, which
+        //    works where postgresql.conf is a read-only link (NixOS). Barman's
+        //    `archive_command = false` in postgresql.conf is overridden.
+        set_archive_command(&client, &pg.archive_command).await?;
+        // 2. Promote.
+        let s = probe::status_of(&client).await?;
+        if s.in_recovery {
+            client
+                .batch_execute("SELECT pg_wal_replay_resume()")
+                .await
+                .map_err(q("resume replay"))?;
+            run.log("replay resumed; waiting for the end of recovery")?;
+        }
+        let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
+        let timeline = loop {
+            let s = probe::status_of(&client).await?;
+            if !s.in_recovery {
+                // The checkpoint timeline lags until the end-of-recovery checkpoint.
+                let row = client
+                    .query_one("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", &[])
+                    .await
+                    .map_err(q("current timeline"))?;
+                let hex: String = row.get(0);
+                break i32::from_str_radix(&hex, 16).unwrap_or(s.timeline);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RestoreError::StepFailed {
+                    step: "accept",
+                    message: "PostgreSQL did not finish recovery in time".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        run.log(format!("promoted: the database now lives on timeline {timeline}"))?;
+        // 3. Barman's recovery settings out of postgresql.auto.conf (pitfall 5).
+        for setting in RECOVERY_SETTINGS {
+            client
+                .batch_execute(&format!("ALTER SYSTEM RESET {setting}"))
+                .await
+                .map_err(q("reset recovery settings"))?;
+        }
+        // 4. Barman's postgresql.conf edits undone, .origin files removed.
+        let data = &plan.data_dir;
+        let conf = data.join("postgresql.conf");
+        let origin = data.join("postgresql.conf.origin");
+        if origin.exists() {
+            let conf_is_link = std::fs::symlink_metadata(&conf).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+            if conf_is_link {
+                std::fs::remove_file(&origin).map_err(io(format!("cannot remove {}", origin.display())))?;
+            } else {
+                std::fs::rename(&origin, &conf).map_err(io(format!("cannot restore {}", conf.display())))?;
+            }
+        }
+        let auto_origin = data.join("postgresql.auto.conf.origin");
+        if auto_origin.exists() {
+            std::fs::remove_file(&auto_origin).map_err(io(format!("cannot remove {}", auto_origin.display())))?;
+        }
+        // 5. Leave archive_command to postgresql.conf when it already says the right thing.
+        client
+            .batch_execute("ALTER SYSTEM RESET archive_command; SELECT pg_reload_conf()")
+            .await
+            .map_err(q("reset archive_command"))?;
+        if !wait_for_setting(&client, "archive_command", &pg.archive_command).await? {
+            set_archive_command(&client, &pg.archive_command).await?;
+            if !wait_for_setting(&client, "archive_command", &pg.archive_command).await? {
+                return Err(RestoreError::StepFailed {
+                    step: "accept",
+                    message: "archive_command could not be re-enabled".into(),
+                });
+            }
+        }
+        drop(client);
+        // 6. The new timeline's first segment and history file into Barman (pitfall 15).
+        let out = self.barman().switch_wal_archive().await?;
+        run.log_output(&out)?;
+        let catalog = self.catalog()?;
+        let has_timeline = catalog
+            .archived
+            .iter()
+            .filter_map(|w| w.segment())
+            .any(|s| s.timeline as i32 == timeline);
+        if !has_timeline {
+            return Err(RestoreError::StepFailed {
+                step: "accept",
+                message: format!("no WAL of timeline {timeline} reached Barman; check archiving"),
+            });
+        }
+        for id in &plan.kept_by_barkeep {
+            if let Err(e) = self.barman().release_keep(id).await {
+                run.log(format!("warning: could not release the keep on backup {id}: {e}"))?;
+            }
+        }
+        Ok((
+            timeline,
+            Some(format!(
+                "timeline {timeline} archived; pre-restore data kept at {}",
+                plan.pre_restore_dir.display()
+            )),
+        ))
+    }
+}
+
+async fn set_archive_command(client: &tokio_postgres::Client, command: &str) -> Result<(), RestoreError> {
+    let q = |source| crate::probe::ProbeError::Query {
+        what: "set archive_command",
+        source,
+    };
+    let row = client
+        .query_one("SELECT format('ALTER SYSTEM SET archive_command = %L', $1::text)", &[&command])
+        .await
+        .map_err(q)?;
+    let stmt: String = row.get(0);
+    client.batch_execute(&stmt).await.map_err(q)?;
+    client.batch_execute("SELECT pg_reload_conf()").await.map_err(q)?;
+    Ok(())
+}
+
+/// pg_reload_conf() is asynchronous: wait until this session sees the value.
+async fn wait_for_setting(client: &tokio_postgres::Client, name: &str, want: &str) -> Result<bool, RestoreError> {
+    for _ in 0..40 {
+        let row = client
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .map_err(|source| crate::probe::ProbeError::Query {
+                what: "read a setting",
+                source,
+            })?;
+        let v: String = row.get(0);
+        if v == want {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}
+
+fn db_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// A directory that holds a PostgreSQL cluster.
+fn is_cluster(dir: &Path) -> bool {
+    dir.join("PG_VERSION").is_file() && dir.join("global").join("pg_control").is_file()
+}
+
+fn make_empty_data_dir(dir: &Path) -> Result<(), RestoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(format!("cannot set the mode of {}", dir.display())))?;
+        }
+        Err(e) => return Err(io(format!("cannot create {}", dir.display()))(e)),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent).map_err(io(format!("cannot sync {}", parent.display())))?;
+    }
+    Ok(())
+}
+
+fn sync_parents(a: &Path, b: &Path) -> Result<(), RestoreError> {
+    for p in [a.parent(), b.parent()].into_iter().flatten() {
+        sync_dir(p).map_err(io(format!("cannot sync {}", p.display())))?;
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _assert_send(e: &Engine) -> impl std::future::Future<Output = ()> + '_ {
+    async move {
+        let _ = e.status();
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: PathBuf) {}
