@@ -9,6 +9,7 @@ use crate::model::PostgresView;
 #[derive(Clone)]
 pub struct ServerContext {
     pub config: std::sync::Arc<engine::Config>,
+    pub engine: engine::restore::Engine,
 }
 
 #[cfg(feature = "ssr")]

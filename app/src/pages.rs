@@ -64,7 +64,7 @@ fn postgres_card(view: PostgresView) -> impl IntoView {
                     {last_archived_wal.map(|w| format!(", last {w}"))}
                 </dd>
                 <dt>"Archive failures"</dt>
-                <dd class=if failed_count > 0 { "warn" } else { "" }>{failed_count}</dd>
+                <dd class={if failed_count > 0 { "warn" } else { "" }}>{failed_count}</dd>
                 <dt>"Checked"</dt>
                 <dd>{checked}</dd>
             </dl>

@@ -99,6 +99,9 @@ pub struct Systemd {
     pub systemctl: PathBuf,
     pub unit: String,
     pub data_dir: PathBuf,
+    /// While this file exists the NixOS module's start condition skips every start of the
+    /// unit (no initdb of an empty data dir, no Restart= loop). barkeep has no right to mask.
+    pub start_blocker: PathBuf,
 }
 
 /// The configured implementation.
@@ -133,11 +136,15 @@ impl Service {
                     systemctl: systemctl.clone(),
                     unit: unit.clone(),
                     data_dir: config.postgres.data_dir.clone(),
+                    start_blocker: config.state_dir.join(START_BLOCKER),
                 })
             }
         })
     }
 }
+
+/// The file in the state dir that the NixOS module's `ConditionPathExists=!` looks at.
+pub const START_BLOCKER: &str = "postgresql-start-blocked";
 
 const START_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -275,23 +282,27 @@ impl ServiceControl for Systemd {
     }
 
     async fn guard_against_start(&self) -> Result<(), ServiceError> {
-        run(
-            &self.systemctl,
-            &["mask".as_ref(), "--runtime".as_ref(), self.unit.as_ref()],
-            Duration::from_secs(60),
-        )
-        .await
-        .map(drop)
+        let io = |source| ServiceError::Spawn {
+            program: format!("create {}", self.start_blocker.display()),
+            source,
+        };
+        let f = std::fs::File::create(&self.start_blocker).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        if let Some(dir) = self.start_blocker.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
     }
 
     async fn release_start_guard(&self) -> Result<(), ServiceError> {
-        run(
-            &self.systemctl,
-            &["unmask".as_ref(), "--runtime".as_ref(), self.unit.as_ref()],
-            Duration::from_secs(60),
-        )
-        .await
-        .map(drop)
+        match std::fs::remove_file(&self.start_blocker) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ServiceError::Spawn {
+                program: format!("remove {}", self.start_blocker.display()),
+                source,
+            }),
+        }
     }
 
     fn data_dir(&self) -> &Path {

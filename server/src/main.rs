@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod web;
 
 #[derive(Parser)]
@@ -24,6 +25,9 @@ enum Command {
     Serve,
     /// Check the configuration file and print it as barkeep understands it.
     CheckConfig,
+    /// Point-in-time restore from the command line.
+    #[command(subcommand)]
+    Restore(cli::RestoreCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,7 +45,14 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve => runtime.block_on(web::serve(Arc::new(config))),
+        Command::Serve => {
+            let engine = engine::restore::Engine::new(Arc::new(config))?;
+            runtime.block_on(web::serve(engine))
+        }
+        Command::Restore(command) => {
+            let engine = engine::restore::Engine::new(Arc::new(config))?;
+            runtime.block_on(cli::run(engine, command))
+        }
         Command::CheckConfig => {
             println!("{config:#?}");
             Ok(())

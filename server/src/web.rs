@@ -11,7 +11,19 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
-pub async fn serve(config: Arc<engine::Config>) -> anyhow::Result<()> {
+pub async fn serve(engine: engine::restore::Engine) -> anyhow::Result<()> {
+    // A restore a crash interrupted is finished or undone before anything else.
+    match engine.resume().await {
+        Ok(Some(status)) => tracing::warn!(
+            restore = %status.restore_id,
+            state = ?status.state,
+            outcome = ?status.outcome,
+            "an interrupted restore was taken care of"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "an interrupted restore could not be resumed or rolled back"),
+    }
+    let config = Arc::new(engine.config().clone());
     let mut leptos_options = get_configuration(None)
         .context("cannot read the Leptos site settings (LEPTOS_SITE_ROOT, LEPTOS_OUTPUT_NAME)")?
         .leptos_options;
@@ -19,7 +31,7 @@ pub async fn serve(config: Arc<engine::Config>) -> anyhow::Result<()> {
     leptos_options.site_addr = config.listen;
     let addr = config.listen;
 
-    let context = ServerContext { config };
+    let context = ServerContext { config, engine };
     let routes = generate_route_list(App);
     let router = Router::new()
         .leptos_routes_with_context(

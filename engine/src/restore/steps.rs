@@ -530,8 +530,8 @@ impl Engine {
     async fn rollback_in(&self, run: &mut Run<'_>, plan: &Plan, reason: &str) -> Result<(), RestoreError> {
         run.step(Step::Rollback, None, async |r: &mut Run<'_>| {
             let e = r.engine;
-            e.service().stop().await?;
             e.service().guard_against_start().await?;
+            e.service().stop().await?;
             let pre = &plan.pre_restore_dir;
             let data = &plan.data_dir;
             if is_cluster(pre) {
@@ -717,8 +717,9 @@ impl Engine {
     }
 
     async fn stop_step(&self) -> Result<((), Option<String>), RestoreError> {
-        self.service().stop().await?;
+        // Blocked first: nothing may start it between the stop and the recover.
         self.service().guard_against_start().await?;
+        self.service().stop().await?;
         Ok(((), Some("PostgreSQL stopped (no live postmaster)".into())))
     }
 

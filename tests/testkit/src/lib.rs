@@ -36,11 +36,21 @@ pub struct SandboxOptions {
     /// Parent of the sandbox directory; `/var/tmp` when `None` (keep it short: the socket path
     /// must stay under 100 bytes).
     pub parent: Option<PathBuf>,
+    /// Also start barkeep (`up` without `--no-barkeep`) on a free HTTP port on 127.0.0.1; see
+    /// [`Sandbox::http_url`]. Needs the release binary (`cargo leptos build --release`:
+    /// `$CARGO_TARGET_DIR/release/barkeep`, or `BARKEEP_BIN`) and the site in `<repo>/target/site`.
+    pub barkeep: bool,
 }
 
 impl SandboxOptions {
     pub fn pg_timezone(mut self, tz: impl Into<String>) -> Self {
         self.pg_timezone = Some(tz.into());
+        self
+    }
+
+    /// Starts barkeep too (see [`SandboxOptions::barkeep`]).
+    pub fn with_barkeep(mut self) -> Self {
+        self.barkeep = true;
         self
     }
 }
@@ -63,6 +73,7 @@ impl std::error::Error for SandboxError {}
 pub struct Sandbox {
     dir: PathBuf,
     pg_port: u16,
+    http_port: Option<u16>,
     pg_bin: PathBuf,
     barman_bin: PathBuf,
     keep: bool,
@@ -77,8 +88,9 @@ impl Sandbox {
         }
     }
 
-    /// Brings a fresh sandbox up: a new directory `<parent>/bk-XXXX`, a free port, no barkeep.
-    /// Retries with another port when the chosen one was taken meanwhile.
+    /// Brings a fresh sandbox up: a new directory `<parent>/bk-XXXX`, a free port, and barkeep on
+    /// another free port only when [`SandboxOptions::barkeep`] is set. Retries with other ports
+    /// when a chosen one was taken meanwhile.
     pub fn try_up(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
         let parent = opts
             .parent
@@ -94,13 +106,23 @@ impl Sandbox {
             })?;
             let port = free_port()
                 .map_err(|e| SandboxError(format!("cannot find a free TCP port: {e}")))?;
+            let http_port = if opts.barkeep {
+                Some(free_port_except(&[port]).map_err(|e| {
+                    SandboxError(format!("cannot find a free TCP port: {e}"))
+                })?)
+            } else {
+                None
+            };
             let mut cmd = Command::new(script());
             cmd.arg("up")
                 .arg("--dir")
                 .arg(&dir)
                 .arg("--pg-port")
-                .arg(port.to_string())
-                .arg("--no-barkeep");
+                .arg(port.to_string());
+            match http_port {
+                Some(h) => cmd.arg("--http-port").arg(h.to_string()),
+                None => cmd.arg("--no-barkeep"),
+            };
             if let Some(tz) = &opts.pg_timezone {
                 cmd.arg("--pg-timezone").arg(tz);
             }
@@ -117,13 +139,17 @@ impl Sandbox {
                     pg_bin: PathBuf::from(get("pg_bin")?),
                     barman_bin: PathBuf::from(get("barman")?),
                     pg_port: port,
+                    http_port,
                     keep: std::env::var_os("BARKEEP_KEEP_SANDBOX").is_some(),
                     dir,
                 };
                 eprintln!(
-                    "[testkit] sandbox {} up on port {} in {:.1} s",
+                    "[testkit] sandbox {} up on port {}{} in {:.1} s",
                     sb.dir.display(),
                     port,
+                    http_port
+                        .map(|h| format!(", barkeep on http://127.0.0.1:{h}/"))
+                        .unwrap_or_default(),
                     started.elapsed().as_secs_f64()
                 );
                 return Ok(sb);
@@ -158,6 +184,25 @@ impl Sandbox {
     /// PostgreSQL's TCP port (on localhost) and socket port.
     pub fn pg_port(&self) -> u16 {
         self.pg_port
+    }
+    /// barkeep's HTTP port on 127.0.0.1, when started [`SandboxOptions::with_barkeep`].
+    pub fn http_port(&self) -> Option<u16> {
+        self.http_port
+    }
+    /// barkeep's URL, `http://127.0.0.1:<port>/`. Panics when the sandbox was brought up
+    /// without barkeep.
+    pub fn http_url(&self) -> String {
+        match self.http_port {
+            Some(p) => format!("http://127.0.0.1:{p}/"),
+            None => panic!(
+                "the sandbox {} runs no barkeep: use SandboxOptions::with_barkeep()",
+                self.dir.display()
+            ),
+        }
+    }
+    /// barkeep's log (stdout and stderr of `barkeep serve`), D/barkeep.log.
+    pub fn barkeep_log(&self) -> PathBuf {
+        self.dir.join("barkeep.log")
     }
     /// The PostgreSQL 14 binaries (psql, pg_ctl, pg_waldump, ...).
     pub fn pg_bin_dir(&self) -> &Path {
@@ -365,6 +410,17 @@ fn free_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// A free port on 127.0.0.1 that is none of `taken` (ports chosen but not bound yet).
+fn free_port_except(taken: &[u16]) -> std::io::Result<u16> {
+    for _ in 0..20 {
+        let p = free_port()?;
+        if !taken.contains(&p) {
+            return Ok(p);
+        }
+    }
+    Err(std::io::Error::other("the kernel keeps handing out the same port"))
+}
+
 /// `key=value` lines of D/sandbox.env.
 fn read_env_file(path: &Path) -> Result<HashMap<String, String>, String> {
     let text = std::fs::read_to_string(path)
@@ -374,4 +430,336 @@ fn read_env_file(path: &Path) -> Result<HashMap<String, String>, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser for the web app's tests: chromedriver + headless Debian chromium
+// ---------------------------------------------------------------------------------------------
+
+/// `chromedriver --port=<free port>` as a child process, driving headless chromium with a fresh
+/// profile, HOME and XDG directories in its own temporary directory (the test user's HOME may be
+/// unwritable). Connect any WebDriver client to [`ChromeDriver::url`] with
+/// [`ChromeDriver::capabilities`], e.g. fantoccini:
+///
+/// ```ignore
+/// let driver = barkeep_testkit::ChromeDriver::start();
+/// let client = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+///     .capabilities(driver.capabilities())
+///     .connect(&driver.url())
+///     .await?;
+/// ```
+///
+/// Dropping it kills chromedriver and whatever it started (its process group, and any process
+/// still using this profile), then removes the directory (kept with `BARKEEP_KEEP_BROWSER=1`).
+/// `BARKEEP_CHROMEDRIVER` and `BARKEEP_CHROMIUM` override `/usr/bin/chromedriver` and
+/// `/usr/bin/chromium`.
+#[derive(Debug)]
+pub struct ChromeDriver {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+    chromium: PathBuf,
+    keep: bool,
+}
+
+impl ChromeDriver {
+    /// Starts chromedriver and waits until it answers; panics with its output when it does not.
+    pub fn start() -> ChromeDriver {
+        ChromeDriver::try_start().unwrap_or_else(|e| panic!("chromedriver did not start:\n{e}"))
+    }
+
+    /// Starts chromedriver on a free port (retrying with another port when it lost a race) and
+    /// waits up to 20 s until `GET /status` answers.
+    pub fn try_start() -> Result<ChromeDriver, String> {
+        let driver_bin = std::env::var_os("BARKEEP_CHROMEDRIVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver"));
+        let chromium = std::env::var_os("BARKEEP_CHROMIUM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+        for p in [&driver_bin, &chromium] {
+            if !p.exists() {
+                return Err(format!(
+                    "{} is missing (apt-get install chromium chromium-driver)",
+                    p.display()
+                ));
+            }
+        }
+        let keep = std::env::var_os("BARKEEP_KEEP_BROWSER").is_some();
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let dir = fresh_dir(&std::env::temp_dir())
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            let port = free_port().map_err(|e| format!("cannot find a free TCP port: {e}"))?;
+            let child = match spawn_chromedriver(&driver_bin, &dir, port) {
+                Ok(child) => child,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
+            let mut driver = ChromeDriver {
+                child,
+                port,
+                dir,
+                chromium: chromium.clone(),
+                keep,
+            };
+            match driver.wait_ready() {
+                Ok(()) => return Ok(driver),
+                Err(e) => last = format!("{}: {e}", driver_bin.display()),
+            }
+            // dropped here: killed, directory removed; try another port
+        }
+        Err(last)
+    }
+
+    /// Waits up to 20 s until `GET /status` answers 200.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "exited ({status}):\n{}\n{}",
+                    self.output_tail(30),
+                    tail_of(&self.log_path(), 30)
+                ));
+            }
+            if http_status_ok(self.port) {
+                eprintln!(
+                    "[testkit] chromedriver (pid {}) ready on {} in {:.1} s",
+                    self.child.id(),
+                    self.url(),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!(
+            "did not answer on {} within 20 s:\n{}\n{}",
+            self.url(),
+            self.output_tail(30),
+            tail_of(&self.log_path(), 30)
+        ))
+    }
+
+    /// The WebDriver URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The temporary directory (HOME, the chromium profile, the logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// chromium's profile directory (`--user-data-dir`), fresh for this driver.
+    pub fn profile_dir(&self) -> PathBuf {
+        self.dir.join("profile")
+    }
+
+    /// chromedriver's own log (`--log-path`).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("chromedriver.log")
+    }
+
+    /// chromedriver's and chromium's stdout and stderr.
+    pub fn output_path(&self) -> PathBuf {
+        self.dir.join("output.log")
+    }
+
+    /// The last `n` lines of chromium's and chromedriver's output, without the harmless noise
+    /// (dbus, the wrapper script's `[: unexpected operator`).
+    pub fn output_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.output_path()).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("dbus/") && !l.contains("unexpected operator"))
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The session capabilities for headless chromium: `goog:chromeOptions` with the binary and
+    /// `--headless=new`, `--no-sandbox` only when running as root, a fresh `--user-data-dir`,
+    /// no background networking, component updates, sync, first-run UI or QUIC, a 1280x900
+    /// window.
+    pub fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut args = vec!["--headless=new".to_owned()];
+        if running_as_root() {
+            args.push("--no-sandbox".to_owned());
+        }
+        args.extend(
+            [
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ]
+            .map(str::to_owned),
+        );
+        args.push(format!("--user-data-dir={}", self.profile_dir().display()));
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": self.chromium.display().to_string(),
+                "args": args,
+            },
+        });
+        match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // chromedriver's process group: chromedriver, chromium and chromium's helpers
+        let _ = Command::new("/bin/kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // anything that left the group but still uses this profile
+        let profile = self.profile_dir();
+        kill_processes_mentioning(&format!("--user-data-dir={}", profile.display()));
+        if self.keep {
+            eprintln!(
+                "[testkit] kept {} (BARKEEP_KEEP_BROWSER)",
+                self.dir.display()
+            );
+        } else {
+            // chromium may still be writing the profile for a moment after SIGKILL
+            for _ in 0..20 {
+                match std::fs::remove_dir_all(&self.dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                }
+            }
+        }
+    }
+}
+
+/// `chromedriver --port=PORT` in its own process group, with HOME and the XDG directories under
+/// `dir/home`, its log in `dir/chromedriver.log` and its (and chromium's) output in
+/// `dir/output.log`.
+fn spawn_chromedriver(
+    driver_bin: &Path,
+    dir: &Path,
+    port: u16,
+) -> Result<std::process::Child, String> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let home = dir.join("home");
+    for sub in [".config", ".cache", ".local/share", ".local/state", "runtime"] {
+        std::fs::create_dir_all(home.join(sub))
+            .map_err(|e| format!("cannot create {}: {e}", home.join(sub).display()))?;
+    }
+    let _ = std::fs::set_permissions(home.join("runtime"), std::fs::Permissions::from_mode(0o700));
+    let output = dir.join("output.log");
+    let out = std::fs::File::create(&output)
+        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate a file handle: {e}"))?;
+    Command::new(driver_bin)
+        .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
+        .arg("--allowed-ips=127.0.0.1")
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("XDG_RUNTIME_DIR", home.join("runtime"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // its own process group: Drop kills chromium with it
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", driver_bin.display()))
+}
+
+/// True when this process runs as root (chromium then needs `--no-sandbox`).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// `GET /status` on 127.0.0.1:port answers with an HTTP status line.
+fn http_status_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        timeout,
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s
+        .write_all(b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf[..got].starts_with(b"HTTP/1.1 200") || buf[..got].starts_with(b"HTTP/1.0 200")
+}
+
+/// SIGKILLs every process of this user whose command line has an argument equal to `arg`.
+fn kill_processes_mentioning(arg: &str) {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            let _ = Command::new("/bin/kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The last `n` lines of a text file (empty when unreadable).
+pub fn tail_of(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

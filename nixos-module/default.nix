@@ -1,0 +1,673 @@
+# services.barkeep: PostgreSQL 14 archived by Barman 3.3.0 (local-rsync, WAL copied into
+# Barman's incoming directory by archive_command) and the barkeep web app that restores it to a
+# point in time. Written after nixos/modules/services/backup/pgbackrest.nix; the rendering of
+# every file lives in ./lib.nix (pure, evaluated by tests/nix-eval without a Nix cache).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    literalExpression
+    literalMD
+    mkDefault
+    mkEnableOption
+    mkIf
+    mkOption
+    mkOverride
+    mkPackageOption
+    optional
+    types
+    ;
+
+  cfg = config.services.barkeep;
+  pgCfg = config.services.postgresql;
+  blib = import ./lib.nix { inherit lib; };
+
+  settingsFormat = pkgs.formats.ini { };
+  # One INI section: attrsOf (nullOr (bool | int | float | str)).
+  sectionType = settingsFormat.type.nestedTypes.elemType;
+
+  absolutePath = types.addCheck types.str blib.isAbsolutePath // {
+    description = "absolute path";
+  };
+  # Paths that end up in archive_command (a shell command), unit conditions and argv.
+  plainPath = types.strMatching "/[A-Za-z0-9._/+@-]*" // {
+    description = "absolute path of letters, digits and . _ - + @";
+  };
+  externalPath =
+    types.addCheck types.str (s: blib.isAbsolutePath s && !blib.isStorePath s)
+    // {
+      description = "absolute path outside the Nix store";
+    };
+
+  global = cfg.barman.settings.barman;
+  barmanUser = global.barman_user;
+  barmanHome = global.barman_home;
+  logFile = global.log_file;
+  server = cfg.barman.server;
+  incoming = blib.incomingDir { inherit barmanHome server; };
+  archiveCommand = blib.archiveCommand { inherit barmanHome server; };
+
+  pgPackage = pgCfg.package;
+  pgBinDir = "${pgPackage}/bin";
+  pgPort = pgCfg.settings.port;
+
+  barmanConfFile = "/etc/barman.conf";
+  barmanBin = "${cfg.barman.package}/bin/barman";
+  barman = args: lib.escapeShellArgs ([ barmanBin "-c" barmanConfFile ] ++ args);
+  serverConfEtc = "${lib.removePrefix "/etc/" global.configuration_files_directory}/${server}.conf";
+
+  configFile = "/etc/barkeep/barkeep.toml";
+  listen = blib.socketAddr cfg.listenAddress cfg.port;
+  barkeepToml = blib.renderToml (
+    blib.barkeepConfig {
+      inherit
+        listen
+        pgBinDir
+        barmanHome
+        server
+        barmanBin
+        ;
+      inherit (cfg) stateDir usersFile database;
+      dataDir = pgCfg.dataDir;
+      port = pgPort;
+      barmanConfig = barmanConfFile;
+      barmanTimeout = cfg.barman.timeoutSecs;
+      systemctl = "${config.systemd.package}/bin/systemctl";
+      unit = "postgresql.service";
+    }
+  );
+
+  # Shared by every unit that runs barman or barkeep as barman_user (= postgres).
+  hardening = {
+    User = barmanUser;
+    Group = barmanUser;
+    UMask = "0077";
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    NoNewPrivileges = true;
+    CapabilityBoundingSet = "";
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible"; # the postmaster runs as the same user: still visible
+    RestrictAddressFamilies = [
+      "AF_UNIX"
+      "AF_INET"
+      "AF_INET6"
+    ];
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    SystemCallArchitectures = "native";
+    # Not "~@privileged": rsync -a calls chown/lchown to keep the group.
+    SystemCallFilter = [ "@system-service" ];
+    # Not MemoryDenyWriteExecute: Python (barman) may need W+X pages for ctypes/libffi.
+    # RemoveIPC must stay off: these units run as postgres, and RemoveIPC would delete the
+    # running server's System V / POSIX shared memory whenever one of them stops.
+    RemoveIPC = false;
+  };
+
+  barmanEnvironment = {
+    # barkeep runs barman with TZ=UTC too: the same zone for backup ids and target times.
+    TZ = "UTC";
+    # postgres' home is the data directory (NixOS): keep everything else out of it.
+    HOME = barmanHome;
+  };
+
+  barmanReadWrite = [ barmanHome ] ++ optional (logFile != null) "-${logFile}";
+
+  # The set-aside rename moves the data directory into stateDir: both must lie in one
+  # writable mount of the hardened service (see ReadWritePaths below).
+  renameRoot = blib.commonAncestor (dirOf pgCfg.dataDir) cfg.stateDir;
+in
+{
+  options.services.barkeep = {
+    enable = mkEnableOption "barkeep, point-in-time recovery of PostgreSQL 14 with Barman 3.3.0 and a web UI";
+
+    package = mkPackageOption pkgs "barkeep" { } // {
+      description = ''
+        The barkeep package (server and CLI, with its web assets in `share/barkeep/site`).
+        The flake's `nixosModules.default` sets it to the flake's `packages.default`.
+      '';
+    };
+
+    listenAddress = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      example = "0.0.0.0";
+      description = ''
+        IP address the web UI listens on. Anything other than a loopback address
+        requires [](#opt-services.barkeep.usersFile).
+      '';
+    };
+
+    port = mkOption {
+      type = types.port;
+      default = 8080;
+      description = "TCP port of the web UI.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open [](#opt-services.barkeep.port) in the firewall.";
+    };
+
+    stateDir = mkOption {
+      type = plainPath;
+      default = "/var/lib/barkeep";
+      description = ''
+        barkeep's state: the restore journal, the host-wide restore lock and the pre-restore
+        data directories.
+
+        It MUST be on the same filesystem as `services.postgresql.dataDir`: a restore sets the
+        current data directory aside by renaming it into this directory (instant, nothing
+        copied or deleted). This cannot be checked at evaluation time. The directory that
+        contains both it and the data directory's parent (`/var/lib` by default) is made
+        writable for barkeep's otherwise read-only (`ProtectSystem=strict`) unit, so it must
+        not be `/`.
+      '';
+    };
+
+    usersFile = mkOption {
+      type = types.nullOr externalPath;
+      default = null;
+      example = "/run/secrets/barkeep-users";
+      description = ''
+        File of `user:password-hash` lines for the web login, outside the Nix store (a path
+        given as a string, so that it is not copied into the world-readable store). It must be
+        readable by the `postgres` user. Required when
+        [](#opt-services.barkeep.listenAddress) is not a loopback address.
+      '';
+    };
+
+    database = mkOption {
+      type = types.str;
+      default = "postgres";
+      example = "app";
+      description = ''
+        Database that barkeep and Barman connect to (the application database, where the
+        read-only verification queries of a paused restore run). Created with
+        `services.postgresql.ensureDatabases` unless it is `postgres`.
+      '';
+    };
+
+    archiveTimeout = mkOption {
+      type = types.ints.unsigned;
+      default = 900;
+      description = ''
+        PostgreSQL's `archive_timeout` in seconds: the longest time a committed transaction
+        may wait in an unfinished WAL segment before it is archived, i.e. the worst-case data
+        loss window if the host is lost. 0 disables the timeout.
+      '';
+    };
+
+    barman = {
+      package = mkOption {
+        type = types.package;
+        default = pkgs.callPackage ./barman.nix { };
+        defaultText = literalMD "Barman 3.3.0 on Python 3.10, built by `nixos-module/barman.nix`";
+        description = "The Barman package. barkeep is written and tested against Barman 3.3.0.";
+      };
+
+      server = mkOption {
+        type = types.str;
+        default = "pg";
+        description = ''
+          Barman's name for the server (the section in `/etc/barman.d/<server>.conf` and the
+          directory `<barman_home>/<server>`). Letters, digits, `-` and `_` only.
+        '';
+      };
+
+      keep = mkOption {
+        type = types.ints.positive;
+        default = 3;
+        description = ''
+          Retention: keep the last N backups (Barman's `retention_policy = REDUNDANCY N`,
+          enforced by `barman cron`). WAL needed by the kept backups is kept as well.
+        '';
+      };
+
+      timeoutSecs = mkOption {
+        type = types.ints.positive;
+        default = 3600;
+        description = "Seconds before barkeep kills a barman command (a big recover takes minutes).";
+      };
+
+      cronSchedule = mkOption {
+        type = types.str;
+        default = "minutely";
+        description = "When `barman cron` runs ({manpage}`systemd.time(7)` calendar event).";
+      };
+
+      backupSchedule = mkOption {
+        type = types.str;
+        default = "daily";
+        example = "*-*-* 03:15:00";
+        description = ''
+          When `barman backup` runs, followed by `barman check-backup` of the new backup
+          ({manpage}`systemd.time(7)` calendar event; missed runs are caught up at boot).
+        '';
+      };
+
+      settings = mkOption {
+        type = types.submodule {
+          freeformType = settingsFormat.type;
+          options.barman = mkOption {
+            default = { };
+            description = "The `[barman]` section of `/etc/barman.conf`.";
+            type = types.submodule {
+              freeformType = sectionType;
+              options = {
+                barman_user = mkOption {
+                  type = types.str;
+                  default = blib.barmanGlobalDefaults.barman_user;
+                  description = ''
+                    The user Barman runs as. It must be `postgres`: barkeep runs as this user and
+                    must own the data directory, which the NixOS postgresql unit runs as.
+                  '';
+                };
+                configuration_files_directory = mkOption {
+                  type = absolutePath;
+                  default = blib.barmanGlobalDefaults.configuration_files_directory;
+                  description = "Directory of the per-server files; must be under `/etc`.";
+                };
+                barman_home = mkOption {
+                  type = plainPath;
+                  default = blib.barmanGlobalDefaults.barman_home;
+                  description = "Barman's catalog: `<barman_home>/<server>/{base,wals,incoming,...}`.";
+                };
+                log_file = mkOption {
+                  type = types.nullOr plainPath;
+                  default = blib.barmanGlobalDefaults.log_file;
+                  description = "Barman's log file (`null`: log to stderr only, i.e. the journal).";
+                };
+                log_level = mkOption {
+                  type = types.enum [
+                    "DEBUG"
+                    "INFO"
+                    "WARNING"
+                    "ERROR"
+                    "CRITICAL"
+                  ];
+                  default = blib.barmanGlobalDefaults.log_level;
+                  description = "Barman's log level.";
+                };
+                compression = mkOption {
+                  type = types.nullOr types.str;
+                  default = blib.barmanGlobalDefaults.compression;
+                  description = "Compression of archived WAL (`null`: none).";
+                };
+              };
+            };
+          };
+        };
+        default = { };
+        example = literalExpression ''
+          {
+            barman.log_level = "DEBUG";
+            barman.minimum_redundancy = 1;
+          }
+        '';
+        description = ''
+          `/etc/barman.conf` (freeform INI, see {manpage}`barman(5)`). The defaults are the
+          documented local-rsync configuration; any other Barman 3.3 option may be added.
+          A value of `null` removes a key.
+        '';
+      };
+
+      serverSettings = mkOption {
+        type = types.submodule {
+          freeformType = sectionType;
+          options = {
+            description = mkOption {
+              type = types.str;
+              default = "PostgreSQL 14 protected by barkeep";
+              description = "Barman's description of the server.";
+            };
+            conninfo = mkOption {
+              type = types.str;
+              default = blib.conninfo {
+                inherit (cfg) database;
+                port = pgPort;
+              };
+              defaultText = literalExpression ''"host=/run/postgresql user=postgres dbname=''${config.services.barkeep.database}"'';
+              description = ''
+                libpq connection string. Through the socket directory, so that the `postgres`
+                OS user is authenticated by peer authentication (NixOS' `pg_hba.conf` asks for a
+                password on TCP). ` port=N` is appended when PostgreSQL's port is not 5432.
+              '';
+            };
+            backup_method = mkOption {
+              type = types.str;
+              default = "local-rsync";
+              description = "Barman's backup method (barkeep is built around `local-rsync`).";
+            };
+            parallel_jobs = mkOption {
+              type = types.ints.positive;
+              default = 1;
+              description = "rsync workers for backup and recover.";
+            };
+            archiver = mkOption {
+              type = types.str;
+              default = "on";
+              description = "Archive WAL from the incoming directory (fed by archive_command).";
+            };
+            backup_options = mkOption {
+              type = types.str;
+              default = "concurrent_backup";
+              description = "Backup API used by Barman.";
+            };
+            retention_policy = mkOption {
+              type = types.nullOr types.str;
+              default = "REDUNDANCY ${toString cfg.barman.keep}";
+              defaultText = literalExpression ''"REDUNDANCY ''${toString config.services.barkeep.barman.keep}"'';
+              description = "Retention policy; set [](#opt-services.barkeep.barman.keep) instead.";
+            };
+            path_prefix = mkOption {
+              type = types.str;
+              default = pgBinDir;
+              defaultText = literalExpression ''"''${config.services.postgresql.package}/bin"'';
+              description = "Where Barman finds the PostgreSQL client programs.";
+            };
+          };
+        };
+        default = { };
+        description = ''
+          The `[<server>]` section in `/etc/barman.d/<server>.conf` (freeform INI).
+        '';
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = lib.versions.major pgPackage.version == "14";
+        message = ''
+          services.barkeep supports PostgreSQL 14 only (Barman 3.3.0 and the documented
+          procedure are pinned to it), but services.postgresql.package is version ${pgPackage.version}.
+          Use pkgs.postgresql_14 (the default this module sets).
+        '';
+      }
+      {
+        assertion = blib.isPlainName server && server != "barman";
+        message = ''
+          services.barkeep.barman.server = ${builtins.toJSON server} is not a plain name: use letters,
+          digits, - and _ only, and not "barman" (the name of barman.conf's global section).
+        '';
+      }
+      {
+        assertion = blib.isIpLiteral cfg.listenAddress;
+        message = ''
+          services.barkeep.listenAddress = ${builtins.toJSON cfg.listenAddress} must be an IP address
+          (e.g. 127.0.0.1, 0.0.0.0, ::1), not a host name.
+        '';
+      }
+      {
+        assertion = cfg.usersFile != null || blib.isLoopback cfg.listenAddress;
+        message = ''
+          services.barkeep.listenAddress = ${builtins.toJSON cfg.listenAddress} is not a loopback
+          address, so the UI is reachable from other hosts: set services.barkeep.usersFile (the
+          login's password file) as well.
+        '';
+      }
+      {
+        assertion = barmanUser == "postgres";
+        message = ''
+          services.barkeep.barman.settings.barman.barman_user = ${builtins.toJSON barmanUser}: it must
+          be "postgres". barkeep runs as Barman's user and must own the data directory (it renames
+          it during a restore), and the NixOS postgresql unit runs as postgres.
+        '';
+      }
+      {
+        assertion =
+          pgCfg.settings.archive_command or null == archiveCommand
+          && pgCfg.settings.archive_mode or null == "on"
+          && pgCfg.settings.wal_level or null == "replica";
+        message = ''
+          services.postgresql.settings.{wal_level, archive_mode, archive_command} were overridden
+          (found ${builtins.toJSON (pgCfg.settings.wal_level or null)}, ${builtins.toJSON (pgCfg.settings.archive_mode or null)},
+          ${builtins.toJSON (pgCfg.settings.archive_command or null)}). barkeep needs
+          "replica", "on" and ${builtins.toJSON archiveCommand}: this is the command it restores after a recovery.
+        '';
+      }
+      {
+        assertion = lib.hasPrefix "/etc/" global.configuration_files_directory;
+        message = ''
+          services.barkeep.barman.settings.barman.configuration_files_directory must be under /etc
+          (the module writes <server>.conf there), found ${global.configuration_files_directory}.
+        '';
+      }
+      {
+        assertion =
+          let
+            inside = parent: dir: dir == parent || lib.hasPrefix "${parent}/" dir;
+          in
+          !(inside pgCfg.dataDir cfg.stateDir)
+          && !(inside cfg.stateDir pgCfg.dataDir)
+          && !(inside barmanHome cfg.stateDir);
+        message = ''
+          services.barkeep.stateDir (${cfg.stateDir}) must be outside the data directory
+          (${pgCfg.dataDir}) and Barman's home (${barmanHome}), and must not contain the data
+          directory: a restore renames the data directory into it.
+        '';
+      }
+      {
+        assertion = renameRoot != "/";
+        message = ''
+          services.barkeep.stateDir (${cfg.stateDir}) and the parent of services.postgresql.dataDir
+          (${dirOf pgCfg.dataDir}) share no directory but /. They must be on the same filesystem
+          (a restore renames the data directory into stateDir), and barkeep's unit makes their
+          common parent writable: put them under one directory, e.g. /var/lib.
+        '';
+      }
+      {
+        assertion = config.security.polkit.enable;
+        message = ''
+          services.barkeep needs security.polkit.enable: it starts and stops postgresql.service
+          through a polkit rule for the postgres user.
+        '';
+      }
+    ];
+
+    warnings = optional (lib.getVersion cfg.barman.package != "3.3.0") ''
+      services.barkeep.barman.package is Barman ${lib.getVersion cfg.barman.package}; barkeep reads
+      Barman's on-disk catalog and is tested against 3.3.0 only.
+    '';
+
+    # --- PostgreSQL 14 with continuous archiving into Barman's incoming directory -------------
+    services.postgresql = {
+      enable = true;
+      package = mkDefault pkgs.postgresql_14;
+      settings = blib.postgresqlSettings {
+        inherit barmanHome server;
+        inherit (cfg) archiveTimeout;
+      };
+      ensureDatabases = optional (cfg.database != "postgres") cfg.database;
+    };
+
+    systemd.services.postgresql = {
+      # The unit is ProtectSystem=strict: archive_command writes outside the data directory.
+      serviceConfig.ReadWritePaths = [ incoming ];
+      # Never initdb into the empty data directory of a restore in progress, whoever asks for
+      # the start (a Requires= of some application, a restart, a reboot): see lib.nix. This is
+      # a start condition rather than `systemctl mask --runtime`, which barkeep could not be
+      # allowed to do without root-equivalent rights (polkit cannot scope
+      # org.freedesktop.systemd1.manage-unit-files to one unit) and which a reboot forgets.
+      unitConfig =
+        blib.postgresqlStartConditions {
+          inherit (pgCfg) dataDir;
+          inherit (cfg) stateDir;
+        }
+        // {
+          # nixpkgs allows 5 starts per ~10 minutes; one restore starts the unit up to three
+          # times (paused start, retry, roll back). Condition-skipped starts do not count.
+          StartLimitBurst = mkOverride 90 20;
+        };
+    };
+
+    # --- Barman 3.3.0 ---------------------------------------------------------------------
+    environment.etc."barman.conf".text = blib.renderIni cfg.barman.settings;
+    environment.etc.${serverConfEtc}.text = blib.renderIni { ${server} = cfg.barman.serverSettings; };
+    environment.etc."barkeep/barkeep.toml".text = barkeepToml;
+
+    environment.systemPackages = [
+      cfg.package
+      cfg.barman.package
+      pkgs.rsync
+    ];
+
+    systemd.tmpfiles.rules = [
+      "d ${barmanHome} 0750 ${barmanUser} ${barmanUser} - -"
+      "d ${barmanHome}/${server} 0750 ${barmanUser} ${barmanUser} - -"
+      "d ${incoming} 0750 ${barmanUser} ${barmanUser} - -"
+      "d ${cfg.stateDir} 0700 ${barmanUser} ${barmanUser} - -"
+    ]
+    ++ optional (logFile != null) "f ${logFile} 0640 ${barmanUser} ${barmanUser} - -";
+
+    # None of these units wants or requires postgresql.service: starting one of them must never
+    # start PostgreSQL (during a restore its data directory is empty). Ordering only.
+
+    # Once per boot, after PostgreSQL is up: `barman check` creates the server's directories,
+    # `switch-wal --force --archive` makes the first WAL arrive, the second check must be all OK.
+    systemd.services.barman-init = {
+      description = "Barman: initialise server ${server} (check, switch-wal --archive)";
+      wantedBy = [ "multi-user.target" ];
+      after = [
+        "postgresql.service"
+        "postgresql.target"
+        "systemd-tmpfiles-setup.service"
+      ];
+      path = [ cfg.barman.package ];
+      environment = barmanEnvironment;
+      serviceConfig = hardening // {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ReadWritePaths = barmanReadWrite ++ [ cfg.stateDir ];
+      };
+      script = ''
+        ${barman [ "check" server ]} || true # before the first WAL: "WAL archive: FAILED"
+        ${barman [ "switch-wal" "--force" "--archive" server ]}
+        ${barman [ "check" server ]}
+        # From now on an empty data directory is a restore in progress, never a fresh install.
+        echo "barkeep protects the cluster in ${pgCfg.dataDir}; see barkeep's NixOS module" \
+          > ${lib.escapeShellArg "${cfg.stateDir}/initdb-guard"}
+      '';
+    };
+
+    systemd.services.barman-cron = {
+      description = "Barman maintenance: archive WAL, enforce retention";
+      after = [
+        "postgresql.service"
+        "barman-init.service"
+      ];
+      environment = barmanEnvironment;
+      serviceConfig = hardening // {
+        Type = "oneshot";
+        ExecStart = barman [
+          "-q"
+          "cron"
+        ];
+        ReadWritePaths = barmanReadWrite;
+        # `barman cron` starts archive-wal detached and returns at once; the default
+        # KillMode=control-group would kill that child as soon as cron exits.
+        KillMode = "process";
+      };
+    };
+    systemd.timers.barman-cron = {
+      description = "Run barman cron every minute";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = cfg.barman.cronSchedule;
+        Persistent = true;
+        AccuracySec = "1s";
+        Unit = "barman-cron.service";
+      };
+    };
+
+    systemd.services.barman-backup = {
+      description = "Barman backup of server ${server}, then check-backup";
+      after = [
+        "postgresql.service"
+        "barman-init.service"
+      ];
+      environment = barmanEnvironment;
+      serviceConfig = hardening // {
+        Type = "oneshot";
+        ReadWritePaths = barmanReadWrite;
+      };
+      script = ''
+        ${barman [ "backup" "--wait" server ]}
+        ${barman [ "check-backup" server "latest" ]}
+      '';
+    };
+    systemd.timers.barman-backup = {
+      description = "Daily Barman backup";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = cfg.barman.backupSchedule;
+        Persistent = true;
+        Unit = "barman-backup.service";
+      };
+    };
+
+    # --- barkeep --------------------------------------------------------------------------
+    security.polkit.enable = mkDefault true;
+    security.polkit.extraConfig = blib.polkitRule {
+      user = barmanUser;
+      unit = "postgresql.service";
+    };
+
+    networking.firewall.allowedTCPPorts = optional cfg.openFirewall cfg.port;
+
+    systemd.services.barkeep = {
+      description = "barkeep: point-in-time recovery of PostgreSQL";
+      wantedBy = [ "multi-user.target" ];
+      after = [
+        "network.target"
+        "postgresql.service"
+        "barman-init.service"
+      ];
+      path = [
+        cfg.barman.package
+        pkgs.rsync
+        pgPackage
+      ];
+      environment = {
+        LEPTOS_SITE_ROOT = "${cfg.package}/share/barkeep/site";
+        LEPTOS_SITE_ADDR = listen;
+        LEPTOS_OUTPUT_NAME = "barkeep";
+        LEPTOS_SITE_PKG_DIR = "pkg";
+        LEPTOS_ENV = "PROD";
+        RUST_LOG = mkDefault "info";
+        HOME = cfg.stateDir;
+      };
+      restartTriggers = [ barkeepToml ];
+      # A restore survives a restart (journal), but do not stop it for longer than needed.
+      stopIfChanged = false;
+      serviceConfig = hardening // {
+        ExecStart = "${cfg.package}/bin/barkeep serve --config ${configFile}";
+        Restart = "on-failure";
+        RestartSec = "5s";
+        # A restore renames the data directory into stateDir and runs `barman recover` (rsync)
+        # into a fresh one; Barman writes its catalog and log. Each ReadWritePaths entry is a
+        # bind mount of its own and rename(2) across mounts fails with EXDEV even on one
+        # filesystem: so the directory that contains both the data directory's parent and
+        # stateDir (/var/lib by default) is made writable as ONE entry. File permissions still
+        # apply (the service runs as postgres, without capabilities).
+        ReadWritePaths = [ renameRoot ] ++ barmanReadWrite;
+      };
+    };
+  };
+}

@@ -1,0 +1,246 @@
+# Pure functions behind services.barkeep: options in, file contents and settings out.
+# Nothing here touches pkgs or the store, so tests/nix-eval can evaluate all of it with
+# nixpkgs' `lib` alone (no Nix cache, no builds) and compare it with the documented setup.
+{ lib }:
+let
+  inherit (lib)
+    concatMapStringsSep
+    concatStringsSep
+    filterAttrs
+    hasPrefix
+    isAttrs
+    isBool
+    isInt
+    isList
+    isString
+    mapAttrs
+    partition
+    ;
+in
+rec {
+  # The socket directory of the NixOS postgresql unit. barkeep and barman both connect through
+  # it: peer authentication as the postgres OS user, no password and no `trust` rule on TCP.
+  socketDir = "/run/postgresql";
+
+  # Section names and server names become file names (/etc/barman.d/<server>.conf), directory
+  # names (<barman_home>/<server>) and argv elements: letters, digits, - and _ only (the same
+  # rule as engine/src/validate.rs is_plain_name).
+  isPlainName = s: isString s && builtins.match "[A-Za-z0-9_-]+" s != null;
+
+  isAbsolutePath = s: isString s && hasPrefix "/" s;
+
+  isStorePath = s: isString s && hasPrefix "${builtins.storeDir}/" s;
+
+  # IPv4 127.0.0.0/8 or IPv6 ::1.
+  isLoopback = addr: addr == "::1" || builtins.match "127\\.[0-9]+\\.[0-9]+\\.[0-9]+" addr != null;
+
+  # An IP literal as Rust's SocketAddr accepts it (no host names).
+  isIpLiteral =
+    addr:
+    builtins.match "[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+" addr != null
+    || builtins.match "[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*" addr != null;
+
+  # The deepest directory containing both paths ("/" if they share nothing).
+  commonAncestor =
+    a: b:
+    let
+      parts = p: builtins.filter (x: x != "") (lib.splitString "/" p);
+      go =
+        xs: ys:
+        if xs != [ ] && ys != [ ] && builtins.head xs == builtins.head ys then
+          [ (builtins.head xs) ] ++ go (builtins.tail xs) (builtins.tail ys)
+        else
+          [ ];
+    in
+    "/" + concatStringsSep "/" (go (parts a) (parts b));
+
+  # "127.0.0.1:8080", "[::1]:8080".
+  socketAddr =
+    addr: port:
+    if lib.hasInfix ":" addr then "[${addr}]:${toString port}" else "${addr}:${toString port}";
+
+  # The documented archive_command: copy each segment into Barman's incoming directory, never
+  # overwrite one that is already there (PostgreSQL then retries and the operator sees it).
+  archiveCommand =
+    { barmanHome, server }:
+    let
+      incoming = "${barmanHome}/${server}/incoming";
+    in
+    "test ! -f ${incoming}/%f && cp %p ${incoming}/%f";
+
+  incomingDir = { barmanHome, server }: "${barmanHome}/${server}/incoming";
+
+  # What services.postgresql.settings must hold for continuous archiving.
+  postgresqlSettings =
+    {
+      barmanHome,
+      server,
+      archiveTimeout,
+    }:
+    {
+      wal_level = "replica";
+      archive_mode = "on";
+      archive_command = archiveCommand { inherit barmanHome server; };
+      archive_timeout = archiveTimeout;
+    };
+
+  # libpq connection string for Barman. The port is only written when it is not the default,
+  # so the default configuration is exactly the documented one apart from the host (see above).
+  conninfo =
+    {
+      database,
+      port,
+      host ? socketDir,
+      user ? "postgres",
+    }:
+    "host=${host} user=${user} dbname=${database}"
+    + lib.optionalString (port != 5432) " port=${toString port}";
+
+  # [barman] section of /etc/barman.conf: the documented values.
+  barmanGlobalDefaults = {
+    barman_user = "postgres";
+    configuration_files_directory = "/etc/barman.d";
+    barman_home = "/var/lib/barman";
+    log_file = "/var/log/barman.log";
+    log_level = "INFO";
+    compression = "gzip";
+  };
+
+  # [<server>] section of /etc/barman.d/<server>.conf: the documented values.
+  barmanServerDefaults =
+    {
+      database,
+      port,
+      pgBinDir,
+      keep,
+    }:
+    {
+      description = "PostgreSQL 14 protected by barkeep";
+      conninfo = conninfo { inherit database port; };
+      backup_method = "local-rsync";
+      parallel_jobs = 1;
+      archiver = "on";
+      backup_options = "concurrent_backup";
+      retention_policy = "REDUNDANCY ${toString keep}";
+      path_prefix = pgBinDir;
+    };
+
+  # INI exactly as `(pkgs.formats.ini { }).generate` writes it (lib.generators.toINI with its
+  # defaults: `key=value`, sections and keys sorted); null means "leave the key out".
+  renderIni =
+    sections:
+    lib.generators.toINI { } (mapAttrs (_: filterAttrs (_: v: v != null)) sections);
+
+  # barkeep's configuration file (engine/src/config.rs), as an attribute set.
+  barkeepConfig =
+    {
+      listen,
+      stateDir,
+      usersFile ? null,
+      dataDir,
+      pgBinDir,
+      port,
+      database,
+      barmanHome,
+      server,
+      barmanBin,
+      barmanConfig ? "/etc/barman.conf",
+      barmanTimeout ? 3600,
+      systemctl,
+      unit ? "postgresql.service",
+    }:
+    {
+      inherit listen;
+      state_dir = stateDir;
+    }
+    // lib.optionalAttrs (usersFile != null) { users_file = usersFile; }
+    // {
+      postgres = {
+        data_dir = dataDir;
+        bin_dir = pgBinDir;
+        host = socketDir;
+        inherit port database;
+        user = "postgres";
+        archive_command = archiveCommand { inherit barmanHome server; };
+      };
+      barman = {
+        bin = barmanBin;
+        config = barmanConfig;
+        inherit server;
+        home = barmanHome;
+        timeout_secs = barmanTimeout;
+      };
+      service = {
+        kind = "systemd";
+        inherit unit systemctl;
+      };
+    };
+
+  # A TOML writer for the flat schema above (top-level keys, then one level of tables), so the
+  # file can be rendered and compared at evaluation time (pkgs.formats.toml needs a build).
+  # Strings are written as TOML basic strings; JSON's escapes (\" \\ \n \t \uXXXX) are valid there.
+  toTomlValue =
+    v:
+    if isString v then
+      builtins.toJSON v
+    else if isBool v then
+      (if v then "true" else "false")
+    else if isInt v then
+      toString v
+    else if isList v then
+      "[" + concatMapStringsSep ", " toTomlValue v + "]"
+    else
+      throw "barkeep: cannot write ${builtins.typeOf v} as a TOML value";
+
+  renderToml =
+    attrs:
+    let
+      split = partition (n: isAttrs attrs.${n}) (builtins.attrNames attrs);
+      keyValues = set: names: concatMapStringsSep "" (n: "${n} = ${toTomlValue set.${n}}\n") names;
+      table =
+        name:
+        let
+          t = attrs.${name};
+        in
+        "\n[${name}]\n" + keyValues t (builtins.attrNames t);
+    in
+    keyValues attrs split.wrong + concatStringsSep "" (map table split.right);
+
+  # JavaScript for security.polkit.extraConfig: `user` may start, stop and restart `unit`, and
+  # nothing else. (Masking is deliberately not granted: polkit cannot scope
+  # org.freedesktop.systemd1.manage-unit-files to one unit, and that right is root-equivalent.)
+  polkitRule =
+    { user, unit }:
+    ''
+      // barkeep: ${user} may start, stop and restart ${unit}, nothing else.
+      polkit.addRule(function (action, subject) {
+        if (action.id == "org.freedesktop.systemd1.manage-units" &&
+            subject.user == ${builtins.toJSON user} &&
+            action.lookup("unit") == ${builtins.toJSON unit}) {
+          var verb = action.lookup("verb");
+          if (verb == "start" || verb == "stop" || verb == "restart") {
+            return polkit.Result.YES;
+          }
+        }
+      });
+    '';
+
+  # Start conditions for postgresql.service, whose preStart runs initdb when PG_VERSION is
+  # missing. A condition that does not hold makes systemd skip the start: no initdb, no failure,
+  # no Restart=always loop, and no count against the start rate limit.
+  #  - Once barkeep protects a cluster (<state_dir>/initdb-guard, written by barman-init), an
+  #    empty data directory means a restore is under way or was interrupted: start only if
+  #    PG_VERSION exists ("|" = triggering conditions, at least one must hold).
+  #  - While <state_dir>/postgresql-start-blocked exists (a restore may create it for its whole
+  #    length, e.g. while barman recover is still copying), no start at all.
+  # barkeep's own start after `barman recover` passes both (PG_VERSION restored, block removed).
+  postgresqlStartConditions =
+    { dataDir, stateDir }:
+    {
+      ConditionPathExists = [
+        "|${dataDir}/PG_VERSION"
+        "|!${stateDir}/initdb-guard"
+        "!${stateDir}/postgresql-start-blocked"
+      ];
+    };
+}

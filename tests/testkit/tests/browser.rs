@@ -1,0 +1,204 @@
+//! The web app in a real browser: barkeep serving the sandbox, the dashboard loaded in headless
+//! Debian chromium through chromedriver (fantoccini), the live PostgreSQL version on the page, and
+//! HYDRATION proven by clicking a button whose result only a hydrated page can show (the server
+//! function's answer, "Checked again at ..."). A page that renders on the server but never
+//! hydrates (a broken wasm bundle, e.g. the one Debian's binaryen 108 makes) fails this test.
+//!
+//! Needs `scripts/sandbox install` (root), chromium + chromium-driver, and the release build
+//! (`cargo leptos build --release`: `$CARGO_TARGET_DIR/release/barkeep` and `<repo>/target/site`).
+//! Run as the unprivileged user: `runuser -u barkeep -- <this test binary>`.
+//! `BARKEEP_SCREENSHOT_DIR=<dir>` saves the page as `<dir>/dashboard.png` (also when it fails).
+
+use std::time::{Duration, Instant};
+
+use barkeep_testkit::{tail_of, ChromeDriver, Sandbox, SandboxOptions};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// How long the page may take to hydrate (the click is retried until then).
+const HYDRATION_BUDGET: Duration = Duration::from_secs(30);
+/// Everything in the browser, end to end.
+const BROWSER_BUDGET: Duration = Duration::from_secs(120);
+
+#[test]
+fn dashboard_shows_live_postgres_and_hydrates() {
+    let t0 = Instant::now();
+    let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
+    let url = sb.http_url();
+    let pg_version = sb.psql("SHOW server_version");
+    assert!(pg_version.starts_with("14."), "server_version = {pg_version:?}");
+    let driver = ChromeDriver::start();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = rt.block_on(async {
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(driver.capabilities())
+            .connect(&driver.url())
+            .await
+            .map_err(|e| format!("no WebDriver session from {}: {e}", driver.url()))?;
+        let checked = match tokio::time::timeout(
+            BROWSER_BUDGET,
+            check_dashboard(&client, &url, &pg_version),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the browser checks took more than {} s",
+                BROWSER_BUDGET.as_secs()
+            )),
+        };
+        let shot = match tokio::time::timeout(Duration::from_secs(30), screenshot(&client)).await {
+            Ok(r) => r,
+            Err(_) => Err("the screenshot took more than 30 s".to_owned()),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+        match (checked, shot) {
+            (Ok(()), shot) => shot,
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(s)) => Err(format!("{e}\n(and the screenshot failed: {s})")),
+        }
+    });
+    if let Err(e) = result {
+        panic!(
+            "{e}\n--- barkeep log ({})\n{}\n--- chromium/chromedriver output\n{}",
+            sb.barkeep_log().display(),
+            tail_of(&sb.barkeep_log(), 40),
+            driver.output_tail(40)
+        );
+    }
+    eprintln!(
+        "[browser] dashboard rendered and hydrated; {:.1} s in all",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// The page: "barkeep", the live version in #pg-version, then hydration via #refresh-postgres.
+async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result<(), String> {
+    let t0 = Instant::now();
+    client
+        .goto(url)
+        .await
+        .map_err(|e| format!("cannot load {url}: {e}"))?;
+
+    let title = client.title().await.map_err(|e| format!("no title: {e}"))?;
+    let body = text_of(client, Locator::Css("body")).await?;
+    if !body.contains("barkeep") {
+        return Err(format!(
+            "the page at {url} does not say \"barkeep\" (title {title:?}):\n{body}"
+        ));
+    }
+
+    let version = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Id("pg-version"))
+        .await
+        .map_err(|e| format!("no #pg-version on the page within 15 s ({e}):\n{body}"))?
+        .text()
+        .await
+        .map_err(|e| format!("cannot read #pg-version: {e}"))?;
+    let want = format!("PostgreSQL {pg_version}");
+    if !version.starts_with("PostgreSQL 14.") || version.trim() != want {
+        return Err(format!(
+            "#pg-version says {version:?}, expected {want:?} (the sandbox's server_version)"
+        ));
+    }
+    eprintln!(
+        "[browser] loaded {url} (title {title:?}), #pg-version {version:?} after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Server rendering cannot produce this text: it appears only when the hydrated page runs the
+    // button's server action and shows its answer.
+    let before = text_of(client, Locator::Id("refresh-result")).await?;
+    if before.contains("Checked again at") {
+        return Err(format!(
+            "#refresh-result says {before:?} before any click: the test would prove nothing"
+        ));
+    }
+
+    let started = Instant::now();
+    let mut clicks = 0u32;
+    let mut last_problem = String::new();
+    loop {
+        match client.find(Locator::Id("refresh-postgres")).await {
+            Ok(button) => match button.click().await {
+                Ok(()) => clicks += 1,
+                Err(e) => last_problem = format!("click: {e}"),
+            },
+            Err(e) => last_problem = format!("no #refresh-postgres: {e}"),
+        }
+        // Give this click a second to come back before clicking again.
+        let round = Instant::now();
+        while round.elapsed() < Duration::from_secs(1) {
+            let result = text_of(client, Locator::Id("refresh-result")).await?;
+            if result.contains("Checked again at") {
+                eprintln!(
+                    "[browser] hydrated: #refresh-result {result:?} after {clicks} click(s), {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            if result.contains("The check failed") {
+                return Err(format!(
+                    "the page hydrated but the server function failed: {result:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if started.elapsed() >= HYDRATION_BUDGET {
+            let diagnosis = diagnose(client).await;
+            return Err(format!(
+                "the page did not hydrate: {clicks} click(s) on #refresh-postgres in {} s and \
+                 #refresh-result never said \"Checked again at\" (last problem: {}).\n{diagnosis}",
+                HYDRATION_BUDGET.as_secs(),
+                if last_problem.is_empty() { "none" } else { &last_problem },
+            ));
+        }
+    }
+}
+
+/// The rendered text of the first element matching `loc`.
+async fn text_of(client: &Client, loc: Locator<'_>) -> Result<String, String> {
+    let el = client
+        .find(loc)
+        .await
+        .map_err(|e| format!("no {loc:?} on the page: {e}"))?;
+    el.text()
+        .await
+        .map_err(|e| format!("cannot read the text of {loc:?}: {e}"))
+}
+
+/// What the browser loaded, for a failure message.
+async fn diagnose(client: &Client) -> String {
+    let script = r#"
+        const res = performance.getEntriesByType('resource')
+            .map(e => `  ${e.name} ${e.responseStatus ?? ''} ${Math.round(e.duration)} ms`);
+        return `readyState ${document.readyState}\nresources:\n${res.join('\n')}`;
+    "#;
+    match client.execute(script, vec![]).await {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("(cannot ask the page: {e})"),
+    }
+}
+
+/// `$BARKEEP_SCREENSHOT_DIR/dashboard.png`, when that variable is set.
+async fn screenshot(client: &Client) -> Result<(), String> {
+    let Some(dir) = std::env::var_os("BARKEEP_SCREENSHOT_DIR") else {
+        return Ok(());
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let png = client
+        .screenshot()
+        .await
+        .map_err(|e| format!("cannot take a screenshot: {e}"))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("dashboard.png");
+    std::fs::write(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("[browser] screenshot: {} ({} bytes)", path.display(), png.len());
+    Ok(())
+}
