@@ -174,8 +174,13 @@ impl Barman {
 
     /// `switch-wal --force --archive`: close the current segment and wait until Barman has it.
     pub async fn switch_wal_archive(&self) -> Result<CommandOutput, BarmanError> {
-        self.run(&Self::args(["switch-wal", "--force", "--archive", &self.server]))
-            .await
+        self.run(&Self::args([
+            "switch-wal",
+            "--force",
+            "--archive",
+            &self.server,
+        ]))
+        .await
     }
 
     /// `archive-wal`: process incoming/ now (cron would do it within a minute).
@@ -185,7 +190,8 @@ impl Barman {
 
     /// `backup --wait`: a new base backup, waiting for its WAL.
     pub async fn backup(&self) -> Result<CommandOutput, BarmanError> {
-        self.run(&Self::args(["backup", "--wait", &self.server])).await
+        self.run(&Self::args(["backup", "--wait", &self.server]))
+            .await
     }
 
     /// `-f json check`: every check with its result; exit 1 just means one failed.
@@ -198,7 +204,8 @@ impl Barman {
 
     pub async fn check_backup(&self, backup_id: &str) -> Result<CommandOutput, BarmanError> {
         let id = checked_backup_id(backup_id)?;
-        self.run(&Self::args(["check-backup", &self.server, id])).await
+        self.run(&Self::args(["check-backup", &self.server, id]))
+            .await
     }
 
     /// Holds a backup against retention for the length of a restore.
@@ -248,7 +255,9 @@ impl Barman {
         args.push(self.server.clone().into());
         args.push(id.into());
         if !destination.is_absolute() {
-            return Err(BarmanError::InvalidArgument(destination.display().to_string()));
+            return Err(BarmanError::InvalidArgument(
+                destination.display().to_string(),
+            ));
         }
         args.push(destination.as_os_str().to_owned());
         self.run(&args).await
@@ -338,9 +347,20 @@ mod tests {
 
     #[test]
     fn error_json_becomes_the_message() {
-        let o = out(r#"{"_ERROR": ["Unknown backup '20991231T000000' for server 'pg'"]}"#, "", 1);
-        assert_eq!(failure_message(&o), "Unknown backup '20991231T000000' for server 'pg'");
-        let o = out("Starting remote restore\n", "ERROR: The requested target time is before the backup end time\n", 1);
+        let o = out(
+            r#"{"_ERROR": ["Unknown backup '20991231T000000' for server 'pg'"]}"#,
+            "",
+            1,
+        );
+        assert_eq!(
+            failure_message(&o),
+            "Unknown backup '20991231T000000' for server 'pg'"
+        );
+        let o = out(
+            "Starting remote restore\n",
+            "ERROR: The requested target time is before the backup end time\n",
+            1,
+        );
         assert!(failure_message(&o).starts_with("ERROR: The requested target time"));
     }
 
@@ -353,7 +373,9 @@ mod tests {
         );
         let items = parse_check("pg", &o).expect("parses");
         assert_eq!(items.len(), 2);
-        assert!(items.iter().any(|i| i.name == "WAL archive" && !i.ok && i.hint.contains("WAL shipping")));
+        assert!(items
+            .iter()
+            .any(|i| i.name == "WAL archive" && !i.ok && i.hint.contains("WAL shipping")));
         assert!(items.iter().any(|i| i.name == "PostgreSQL" && i.ok));
     }
 
@@ -365,7 +387,13 @@ mod tests {
             server: "pg".into(),
             timeout: Duration::from_secs(1),
         };
-        assert!(matches!(b.keep("--help").await, Err(BarmanError::InvalidArgument(_))));
-        assert!(matches!(b.switch_wal_archive().await, Err(BarmanError::Spawn { .. })));
+        assert!(matches!(
+            b.keep("--help").await,
+            Err(BarmanError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            b.switch_wal_archive().await,
+            Err(BarmanError::Spawn { .. })
+        ));
     }
 }

@@ -114,16 +114,15 @@ pub fn parse_backup_info(id: &str, text: &str, path: &Path) -> Result<Backup, Ca
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let (k, v) = line.split_once('=').ok_or_else(|| CatalogError::Malformed {
-            path: path.to_owned(),
-            line: n + 1,
-            message: "expected key=value".into(),
-        })?;
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| CatalogError::Malformed {
+                path: path.to_owned(),
+                line: n + 1,
+                message: "expected key=value".into(),
+            })?;
         let v = v.trim();
-        raw.insert(
-            k.trim().to_owned(),
-            (v != "None").then(|| v.to_owned()),
-        );
+        raw.insert(k.trim().to_owned(), (v != "None").then(|| v.to_owned()));
     }
     let malformed = |message: String| CatalogError::Malformed {
         path: path.to_owned(),
@@ -133,12 +132,17 @@ pub fn parse_backup_info(id: &str, text: &str, path: &Path) -> Result<Backup, Ca
     let get = |k: &str| raw.get(k).cloned().flatten();
     let time = |k: &str| -> Result<Option<DateTime<Utc>>, CatalogError> {
         get(k)
-            .map(|v| parse_barman_time(&v).ok_or_else(|| malformed(format!("{k}: not a time: {v}"))))
+            .map(|v| {
+                parse_barman_time(&v).ok_or_else(|| malformed(format!("{k}: not a time: {v}")))
+            })
             .transpose()
     };
     let int = |k: &str| -> Result<Option<u64>, CatalogError> {
         get(k)
-            .map(|v| v.parse().map_err(|_| malformed(format!("{k}: not a number: {v}"))))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| malformed(format!("{k}: not a number: {v}")))
+            })
             .transpose()
     };
     let backup_label = match get("backup_label") {
@@ -172,7 +176,11 @@ pub fn parse_backup_info(id: &str, text: &str, path: &Path) -> Result<Backup, Ca
 /// Times as Python's `str(datetime)` prints them: `2026-11-25 03:09:39.036863+00:00`, the
 /// fraction optional. A zone-less time is read in this process's local zone, as Barman does.
 pub fn parse_barman_time(s: &str) -> Option<DateTime<Utc>> {
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, fmt) {
             return Some(t.with_timezone(&Utc));
         }
@@ -383,11 +391,13 @@ fn read_xlog_db(path: &Path, lock: &Path) -> Result<Vec<ArchivedWal>, CatalogErr
         if line.trim().is_empty() {
             continue;
         }
-        out.push(parse_xlog_line(&line).ok_or_else(|| CatalogError::Malformed {
-            path: path.to_owned(),
-            line: n + 1,
-            message: format!("not an xlog.db line: {line:?}"),
-        })?);
+        out.push(
+            parse_xlog_line(&line).ok_or_else(|| CatalogError::Malformed {
+                path: path.to_owned(),
+                line: n + 1,
+                message: format!("not an xlog.db line: {line:?}"),
+            })?,
+        );
     }
     Ok(out)
 }
@@ -398,7 +408,10 @@ pub fn parse_xlog_line(line: &str) -> Option<ArchivedWal> {
     let name = f.next()?.to_owned();
     let size = f.next()?.parse().ok()?;
     let time = f.next()?.parse::<f64>().ok()?;
-    let compression = f.next().map(str::trim).filter(|c| *c != "None" && !c.is_empty());
+    let compression = f
+        .next()
+        .map(str::trim)
+        .filter(|c| *c != "None" && !c.is_empty());
     Some(ArchivedWal {
         name,
         size,
@@ -431,7 +444,9 @@ fn read_incoming(dir: &Path) -> Result<Vec<PendingWal>, CatalogError> {
         }
         // Processed by `barman cron` between the listing and here: it is archived now.
         let Ok(meta) = entry.metadata() else { continue };
-        let Ok(modified) = meta.modified() else { continue };
+        let Ok(modified) = meta.modified() else {
+            continue;
+        };
         out.push(PendingWal {
             name,
             time: DateTime::<Utc>::from(modified),
@@ -460,7 +475,10 @@ fn read_identity(path: &Path) -> Option<Identity> {
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     Some(Identity {
-        systemid: v.get("systemid").and_then(|s| s.as_str()).map(str::to_owned),
+        systemid: v
+            .get("systemid")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned),
         version: v.get("version").and_then(|s| s.as_str()).map(str::to_owned),
     })
 }
@@ -491,7 +509,8 @@ version=140023
 
     #[test]
     fn reads_a_backup_info_as_barman_3_3_writes_it() {
-        let b = parse_backup_info("20261125T030939", INFO, Path::new("backup.info")).expect("parses");
+        let b =
+            parse_backup_info("20261125T030939", INFO, Path::new("backup.info")).expect("parses");
         assert_eq!(b.status, BackupStatus::Done);
         assert!(b.is_recoverable());
         assert_eq!(b.timeline, Some(1));
@@ -502,8 +521,14 @@ version=140023
             b.begin_time.map(|t| t.to_rfc3339()),
             Some("2026-11-25T03:09:39.036863+00:00".to_owned())
         );
-        assert_eq!(b.end_time.map(|t| t.to_rfc3339()), Some("2026-11-25T03:09:41+00:00".to_owned()));
-        assert!(b.backup_label.as_deref().is_some_and(|l| l.lines().count() == 2));
+        assert_eq!(
+            b.end_time.map(|t| t.to_rfc3339()),
+            Some("2026-11-25T03:09:41+00:00".to_owned())
+        );
+        assert!(b
+            .backup_label
+            .as_deref()
+            .is_some_and(|l| l.lines().count() == 2));
     }
 
     #[test]
@@ -524,7 +549,8 @@ version=140023
 
     #[test]
     fn xlog_db_lines() {
-        let w = parse_xlog_line("000000010000000000000003\t16427\t1764040179.123456\tgzip").expect("line");
+        let w = parse_xlog_line("000000010000000000000003\t16427\t1764040179.123456\tgzip")
+            .expect("line");
         assert_eq!(w.size, 16427);
         assert_eq!(w.compression.as_deref(), Some("gzip"));
         assert_eq!(w.time.timestamp(), 1_764_040_179);
@@ -562,6 +588,9 @@ version=140023
         // 04..FE on log 0, then 1/00 are missing; the other timeline does not count.
         assert_eq!(gaps.len(), (0xFE - 0x04 + 1) + 1);
         assert_eq!(gaps[0].to_string(), "000000010000000000000004");
-        assert_eq!(gaps.last().map(|s| s.to_string()).as_deref(), Some("000000010000000100000000"));
+        assert_eq!(
+            gaps.last().map(|s| s.to_string()).as_deref(),
+            Some("000000010000000100000000")
+        );
     }
 }

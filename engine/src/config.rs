@@ -131,7 +131,10 @@ impl Config {
             ("barman.home", &self.barman.home),
         ] {
             if !p.is_absolute() {
-                return Err(format!("{name} must be an absolute path, got {}", p.display()));
+                return Err(format!(
+                    "{name} must be an absolute path, got {}",
+                    p.display()
+                ));
             }
         }
         if !crate::validate::is_plain_name(&self.barman.server) {
@@ -185,17 +188,25 @@ unit = "postgresql.service"
         let c = Config::parse(Path::new("x.toml"), SAMPLE).expect("sample parses");
         assert_eq!(c.server_home(), PathBuf::from("/var/lib/barman/pg"));
         assert_eq!(c.barman.timeout_secs, 3600);
-        assert!(matches!(c.service, ServiceConfig::Systemd { ref unit, .. } if unit == "postgresql.service"));
+        assert!(
+            matches!(c.service, ServiceConfig::Systemd { ref unit, .. } if unit == "postgresql.service")
+        );
     }
 
     #[test]
     fn rejects_relative_paths_and_odd_server_names() {
         let bad = SAMPLE.replace("state_dir = \"/var/lib/barkeep\"", "state_dir = \"var\"");
         let e = Config::parse(Path::new("x.toml"), &bad).unwrap_err();
-        assert!(e.to_string().contains("state_dir must be an absolute path"), "{e}");
+        assert!(
+            e.to_string().contains("state_dir must be an absolute path"),
+            "{e}"
+        );
         let bad = SAMPLE.replace("server = \"pg\"", "server = \"pg; rm -rf /\"");
         let e = Config::parse(Path::new("x.toml"), &bad).unwrap_err();
-        assert!(e.to_string().contains("barman.server must be a plain name"), "{e}");
+        assert!(
+            e.to_string().contains("barman.server must be a plain name"),
+            "{e}"
+        );
     }
 
     #[test]

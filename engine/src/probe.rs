@@ -162,7 +162,10 @@ mod tests {
     fn pause_states_parse_as_postgres_14_prints_them() {
         assert_eq!(PauseState::parse("paused"), Some(PauseState::Paused));
         assert_eq!(PauseState::parse("not paused"), Some(PauseState::NotPaused));
-        assert_eq!(PauseState::parse("pause requested"), Some(PauseState::PauseRequested));
+        assert_eq!(
+            PauseState::parse("pause requested"),
+            Some(PauseState::PauseRequested)
+        );
         assert_eq!(PauseState::parse("PAUSED"), None);
     }
 }

@@ -179,7 +179,9 @@ impl Parser<'_> {
         loop {
             let rest = &self.text[self.i..];
             let mut chars = rest.chars();
-            let c = chars.next().ok_or_else(|| self.err("unterminated string"))?;
+            let c = chars
+                .next()
+                .ok_or_else(|| self.err("unterminated string"))?;
             self.i += c.len_utf8();
             if c as u32 == quote as u32 {
                 return Ok(out);
@@ -229,15 +231,25 @@ mod tests {
         let s = v.as_str().expect("a string");
         assert!(s.starts_with("START WAL LOCATION: 0/2000028"));
         assert_eq!(s.lines().count(), 3);
-        assert_eq!(parse(r#""it's""#).expect("double quoted"), PyValue::Str("it's".into()));
-        assert_eq!(parse(r"'caf\xe9 \u20ac'").expect("escapes"), PyValue::Str("café €".into()));
+        assert_eq!(
+            parse(r#""it's""#).expect("double quoted"),
+            PyValue::Str("it's".into())
+        );
+        assert_eq!(
+            parse(r"'caf\xe9 \u20ac'").expect("escapes"),
+            PyValue::Str("café €".into())
+        );
     }
 
     #[test]
     fn containers_and_scalars() {
-        let v = parse("{'copy_time': 0.53, 'total_time': 1.2, 'analysis_time': 0, 'n': None, 'ok': True}")
-            .expect("dict");
-        let PyValue::Dict(m) = v else { panic!("not a dict") };
+        let v = parse(
+            "{'copy_time': 0.53, 'total_time': 1.2, 'analysis_time': 0, 'n': None, 'ok': True}",
+        )
+        .expect("dict");
+        let PyValue::Dict(m) = v else {
+            panic!("not a dict")
+        };
         assert_eq!(m["copy_time"], PyValue::Float(0.53));
         assert_eq!(m["analysis_time"], PyValue::Int(0));
         assert_eq!(m["n"], PyValue::None);
@@ -250,7 +262,10 @@ mod tests {
                 PyValue::Str("/srv/tbs1".into()),
             ])])
         );
-        assert_eq!(parse("(1,)").expect("1-tuple"), PyValue::Tuple(vec![PyValue::Int(1)]));
+        assert_eq!(
+            parse("(1,)").expect("1-tuple"),
+            PyValue::Tuple(vec![PyValue::Int(1)])
+        );
         assert_eq!(parse("(1)").expect("parens"), PyValue::Int(1));
         assert_eq!(parse("-3.5e2").expect("float"), PyValue::Float(-350.0));
     }

@@ -25,7 +25,9 @@ pub enum ServiceError {
     },
     #[error("`{command}` did not finish within {seconds} s")]
     Timeout { command: String, seconds: u64 },
-    #[error("PostgreSQL is still running on {data_dir} (postmaster pid {pid}) after it was stopped")]
+    #[error(
+        "PostgreSQL is still running on {data_dir} (postmaster pid {pid}) after it was stopped"
+    )]
     StillRunning { data_dir: PathBuf, pid: i32 },
     #[error("refusing to use {0:?} as a unit name or option")]
     Invalid(String),
@@ -36,7 +38,9 @@ pub enum ServiceError {
 pub enum Postmaster {
     /// No postmaster.pid, or one whose pid is not a live postgres process: proven stopped.
     Stopped,
-    Running { pid: i32 },
+    Running {
+        pid: i32,
+    },
 }
 
 /// Reads `<data_dir>/postmaster.pid` and checks the pid against /proc.
@@ -44,7 +48,11 @@ pub fn postmaster(data_dir: &Path) -> Postmaster {
     let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
         return Postmaster::Stopped;
     };
-    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
         return Postmaster::Stopped;
     };
     if pid <= 0 {
@@ -117,7 +125,10 @@ impl Service {
             ServiceConfig::PgCtl { log_file, options } => {
                 for o in options {
                     // pg_ctl hands -o to a shell: only plain words get through.
-                    if !o.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=./:,".contains(&b)) {
+                    if !o
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_=./:,".contains(&b))
+                    {
                         return Err(ServiceError::Invalid(o.clone()));
                     }
                 }
@@ -148,7 +159,11 @@ pub const START_BLOCKER: &str = "postgresql-start-blocked";
 
 const START_TIMEOUT: Duration = Duration::from_secs(900);
 
-async fn run(program: &Path, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<String, ServiceError> {
+async fn run(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+) -> Result<String, ServiceError> {
     let command = std::iter::once(program.as_os_str())
         .chain(args.iter().copied())
         .map(|a| a.to_string_lossy().into_owned())
@@ -266,9 +281,13 @@ impl ServiceControl for PgCtl {
 
 impl ServiceControl for Systemd {
     async fn start(&self) -> Result<(), ServiceError> {
-        run(&self.systemctl, &["start".as_ref(), self.unit.as_ref()], START_TIMEOUT)
-            .await
-            .map(drop)
+        run(
+            &self.systemctl,
+            &["start".as_ref(), self.unit.as_ref()],
+            START_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     async fn stop(&self) -> Result<(), ServiceError> {
@@ -289,7 +308,9 @@ impl ServiceControl for Systemd {
         let f = std::fs::File::create(&self.start_blocker).map_err(io)?;
         f.sync_all().map_err(io)?;
         if let Some(dir) = self.start_blocker.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
         }
         Ok(())
     }

@@ -67,12 +67,20 @@ impl FromStr for TargetTime {
             }
             return Err(TargetTimeError::Unparseable(s.to_owned()));
         }
-        for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        for fmt in [
+            "%Y-%m-%d %H:%M:%S%.f%:z",
+            "%Y-%m-%d %H:%M:%S%.f%z",
+            "%Y-%m-%d %H:%M:%S%.f%#z",
+        ] {
             if let Ok(t) = DateTime::<FixedOffset>::parse_from_str(s, fmt) {
                 return Ok(Self(t.with_timezone(&Utc)));
             }
         }
-        for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        for fmt in [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ] {
             if chrono::NaiveDateTime::parse_from_str(s, fmt).is_ok() {
                 return Err(TargetTimeError::NoZone(s.to_owned()));
             }
@@ -91,20 +99,50 @@ mod tests {
 
     #[test]
     fn explicit_zones_become_utc_with_an_explicit_offset() {
-        assert_eq!(p("2026-11-26 09:30:00+00:00").as_deref(), Ok("2026-11-26 09:30:00.000000+00:00"));
-        assert_eq!(p("2026-11-26T10:30:00.25+01:00").as_deref(), Ok("2026-11-26 09:30:00.250000+00:00"));
-        assert_eq!(p("2026-11-26 04:30:00-05:00").as_deref(), Ok("2026-11-26 09:30:00.000000+00:00"));
-        assert_eq!(p("2026-11-26 09:30:00.123456 UTC").as_deref(), Ok("2026-11-26 09:30:00.123456+00:00"));
-        assert_eq!(p("2026-11-26T09:30:00Z").as_deref(), Ok("2026-11-26 09:30:00.000000+00:00"));
-        assert_eq!(p("2026-11-26 11:30:00+0200").as_deref(), Ok("2026-11-26 09:30:00.000000+00:00"));
+        assert_eq!(
+            p("2026-11-26 09:30:00+00:00").as_deref(),
+            Ok("2026-11-26 09:30:00.000000+00:00")
+        );
+        assert_eq!(
+            p("2026-11-26T10:30:00.25+01:00").as_deref(),
+            Ok("2026-11-26 09:30:00.250000+00:00")
+        );
+        assert_eq!(
+            p("2026-11-26 04:30:00-05:00").as_deref(),
+            Ok("2026-11-26 09:30:00.000000+00:00")
+        );
+        assert_eq!(
+            p("2026-11-26 09:30:00.123456 UTC").as_deref(),
+            Ok("2026-11-26 09:30:00.123456+00:00")
+        );
+        assert_eq!(
+            p("2026-11-26T09:30:00Z").as_deref(),
+            Ok("2026-11-26 09:30:00.000000+00:00")
+        );
+        assert_eq!(
+            p("2026-11-26 11:30:00+0200").as_deref(),
+            Ok("2026-11-26 09:30:00.000000+00:00")
+        );
     }
 
     #[test]
     fn zone_less_and_malformed_times_are_refused_with_a_reason() {
-        assert!(matches!(p("2026-11-26 09:30:00"), Err(TargetTimeError::NoZone(_))));
-        assert!(matches!(p("2026-11-26T09:30:00"), Err(TargetTimeError::NoZone(_))));
-        assert!(matches!(p("yesterday"), Err(TargetTimeError::Unparseable(_))));
-        assert!(matches!(p("2026-13-01 00:00:00+00:00"), Err(TargetTimeError::Unparseable(_))));
+        assert!(matches!(
+            p("2026-11-26 09:30:00"),
+            Err(TargetTimeError::NoZone(_))
+        ));
+        assert!(matches!(
+            p("2026-11-26T09:30:00"),
+            Err(TargetTimeError::NoZone(_))
+        ));
+        assert!(matches!(
+            p("yesterday"),
+            Err(TargetTimeError::Unparseable(_))
+        ));
+        assert!(matches!(
+            p("2026-13-01 00:00:00+00:00"),
+            Err(TargetTimeError::Unparseable(_))
+        ));
         assert!(matches!(p("  "), Err(TargetTimeError::Empty)));
         let e = p("2026-11-26 09:30:00").unwrap_err().to_string();
         assert!(e.contains("has no time zone"), "{e}");

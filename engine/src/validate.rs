@@ -6,7 +6,8 @@ pub fn is_plain_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A barman backup id as barman 3.3 makes them: `YYYYMMDDTHHMMSS`.

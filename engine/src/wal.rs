@@ -105,13 +105,19 @@ mod tests {
 
     #[test]
     fn classifies_what_barman_archives() {
-        assert!(matches!(classify("000000010000000000000002"), WalFileKind::Segment(_)));
+        assert!(matches!(
+            classify("000000010000000000000002"),
+            WalFileKind::Segment(_)
+        ));
         assert!(matches!(
             classify("000000010000000000000002.00000028.backup"),
             WalFileKind::BackupLabel(_)
         ));
         assert_eq!(classify("00000002.history"), WalFileKind::History(2));
-        assert!(matches!(classify("000000010000000000000002.partial"), WalFileKind::Partial(_)));
+        assert!(matches!(
+            classify("000000010000000000000002.partial"),
+            WalFileKind::Partial(_)
+        ));
         assert_eq!(classify("notes.txt"), WalFileKind::Other);
     }
 }

@@ -41,14 +41,18 @@ pub struct RecoveryWindow {
 /// How far back to look for a segment with a transaction in it.
 const MAX_SEGMENTS_BACK: usize = 32;
 
-pub async fn recovery_window(catalog: &Catalog, pg_bin_dir: &Path) -> Result<RecoveryWindow, WindowError> {
+pub async fn recovery_window(
+    catalog: &Catalog,
+    pg_bin_dir: &Path,
+) -> Result<RecoveryWindow, WindowError> {
     let earliest = catalog.earliest_recoverable();
     let mut candidates: Vec<(WalSegment, PathBuf)> = catalog
         .archived
         .iter()
         .filter_map(|w| w.segment().map(|s| (s, catalog.segment_path(&s))))
         .chain(catalog.incoming.iter().filter_map(|p| {
-            WalSegment::parse(&p.name).map(|s| (s, catalog.server_home.join("incoming").join(&p.name)))
+            WalSegment::parse(&p.name)
+                .map(|s| (s, catalog.server_home.join("incoming").join(&p.name)))
         }))
         .collect();
     candidates.sort_by_key(|(s, _)| std::cmp::Reverse((s.index(), s.timeline)));

@@ -58,17 +58,32 @@ fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 pub async fn run(engine: Engine, command: RestoreCommand) -> anyhow::Result<()> {
     match command {
-        RestoreCommand::Plan { target_time, backup_id } => {
-            print(&engine.plan(target(&target_time)?, backup_id.as_deref()).await?)
-        }
-        RestoreCommand::Start { target_time, backup_id } => {
-            print(&engine.start_restore(target(&target_time)?, backup_id.as_deref()).await?)
-        }
+        RestoreCommand::Plan {
+            target_time,
+            backup_id,
+        } => print(
+            &engine
+                .plan(target(&target_time)?, backup_id.as_deref())
+                .await?,
+        ),
+        RestoreCommand::Start {
+            target_time,
+            backup_id,
+        } => print(
+            &engine
+                .start_restore(target(&target_time)?, backup_id.as_deref())
+                .await?,
+        ),
         RestoreCommand::Status => print(&engine.status()?),
         RestoreCommand::Query { sql, max_rows } => print(&engine.query(&sql, max_rows).await?),
-        RestoreCommand::Retry { target_time, backup_id } => {
-            print(&engine.retry(target(&target_time)?, backup_id.as_deref()).await?)
-        }
+        RestoreCommand::Retry {
+            target_time,
+            backup_id,
+        } => print(
+            &engine
+                .retry(target(&target_time)?, backup_id.as_deref())
+                .await?,
+        ),
         RestoreCommand::Accept => print(&engine.accept().await?),
         RestoreCommand::Rollback => print(&engine.rollback().await?),
         RestoreCommand::Resume => print(&engine.resume().await?),

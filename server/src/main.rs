@@ -10,10 +10,19 @@ mod cli;
 mod web;
 
 #[derive(Parser)]
-#[command(name = "barkeep", version, about = "Point-in-time recovery for PostgreSQL, from a browser")]
+#[command(
+    name = "barkeep",
+    version,
+    about = "Point-in-time recovery for PostgreSQL, from a browser"
+)]
 struct Cli {
     /// barkeep's configuration file (TOML).
-    #[arg(long, global = true, env = "BARKEEP_CONFIG", default_value = "/etc/barkeep/barkeep.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "BARKEEP_CONFIG",
+        default_value = "/etc/barkeep/barkeep.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,

@@ -21,7 +21,9 @@ pub async fn serve(engine: engine::restore::Engine) -> anyhow::Result<()> {
             "an interrupted restore was taken care of"
         ),
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "an interrupted restore could not be resumed or rolled back"),
+        Err(e) => {
+            tracing::error!(error = %e, "an interrupted restore could not be resumed or rolled back")
+        }
     }
     let config = Arc::new(engine.config().clone());
     let mut leptos_options = get_configuration(None)

@@ -31,12 +31,27 @@ pub enum JournalError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Record {
-    Planned { plan: Plan },
-    StepStarted { step: Step, target: Option<TargetTime> },
-    StepFinished { step: Step, detail: Option<String> },
-    StepFailed { step: Step, error: String },
-    Log { line: String },
-    Closed { outcome: Outcome },
+    Planned {
+        plan: Plan,
+    },
+    StepStarted {
+        step: Step,
+        target: Option<TargetTime>,
+    },
+    StepFinished {
+        step: Step,
+        detail: Option<String>,
+    },
+    StepFailed {
+        step: Step,
+        error: String,
+    },
+    Log {
+        line: String,
+    },
+    Closed {
+        outcome: Outcome,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -222,9 +222,13 @@ pub enum RestoreError {
     UnknownBackup(String),
     #[error("backup {id} cannot be used for this target: {why}")]
     UnusableBackup { id: String, why: String },
-    #[error("a restore is already in progress ({id}, {state}): accept, retry or roll it back first")]
+    #[error(
+        "a restore is already in progress ({id}, {state}): accept, retry or roll it back first"
+    )]
     InProgress { id: String, state: String },
-    #[error("another barkeep process is working on a restore right now; try again when it is done")]
+    #[error(
+        "another barkeep process is working on a restore right now; try again when it is done"
+    )]
     Busy,
     #[error("there is no restore in progress")]
     NoRestore,
@@ -329,7 +333,10 @@ impl Engine {
     pub fn new(config: Arc<Config>) -> Result<Self, RestoreError> {
         let service = Service::from_config(&config)?;
         std::fs::create_dir_all(&config.state_dir).map_err(|source| RestoreError::Io {
-            what: format!("cannot create the state directory {}", config.state_dir.display()),
+            what: format!(
+                "cannot create the state directory {}",
+                config.state_dir.display()
+            ),
             source,
         })?;
         let (events, _) = broadcast::channel(1024);
@@ -366,7 +373,9 @@ impl Engine {
         let c = &self.inner.config;
         Catalog::read(
             &c.server_home(),
-            &c.barman.home.join(format!(".{}-xlogdb.lock", c.barman.server)),
+            &c.barman
+                .home
+                .join(format!(".{}-xlogdb.lock", c.barman.server)),
         )
     }
 
@@ -406,7 +415,11 @@ impl Engine {
     }
 
     async fn exclusive(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, HostLock), RestoreError> {
-        let guard = self.inner.running.try_lock().map_err(|_| RestoreError::Busy)?;
+        let guard = self
+            .inner
+            .running
+            .try_lock()
+            .map_err(|_| RestoreError::Busy)?;
         let lock = HostLock::acquire(&self.inner.config.state_dir)?;
         Ok((guard, lock))
     }

@@ -66,7 +66,10 @@ impl Run<'_> {
     }
 
     fn log_output(&mut self, out: &crate::barman::CommandOutput) -> Result<(), RestoreError> {
-        self.log(format!("$ barman {} ({} ms, exit {:?})", out.command, out.elapsed_ms, out.code))?;
+        self.log(format!(
+            "$ barman {} ({} ms, exit {:?})",
+            out.command, out.elapsed_ms, out.code
+        ))?;
         let lines: Vec<String> = out.lines().map(str::to_owned).collect();
         for l in lines {
             self.log(format!("  {l}"))?;
@@ -75,7 +78,12 @@ impl Run<'_> {
     }
 
     /// Runs one step between its journal entries.
-    async fn step<T, F>(&mut self, step: Step, target: Option<TargetTime>, f: F) -> Result<T, RestoreError>
+    async fn step<T, F>(
+        &mut self,
+        step: Step,
+        target: Option<TargetTime>,
+        f: F,
+    ) -> Result<T, RestoreError>
     where
         F: AsyncFnOnce(&mut Self) -> Result<(T, Option<String>), RestoreError>,
     {
@@ -112,7 +120,11 @@ fn fault_point(record: &Record) -> Option<String> {
 
 impl Engine {
     /// The dry run: validates the target and everything around it, touches nothing.
-    pub async fn plan(&self, target: TargetTime, backup_id: Option<&str>) -> Result<Plan, RestoreError> {
+    pub async fn plan(
+        &self,
+        target: TargetTime,
+        backup_id: Option<&str>,
+    ) -> Result<Plan, RestoreError> {
         let config = self.config();
         let now = Utc::now();
         let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%3fZ"));
@@ -190,18 +202,20 @@ impl Engine {
                         id: id.to_owned(),
                         why: format!(
                             "it ended at {}, after the target",
-                            b.end_time.map(|e| TargetTime::new(e).to_string()).unwrap_or_default()
+                            b.end_time
+                                .map(|e| TargetTime::new(e).to_string())
+                                .unwrap_or_default()
                         ),
                     });
                 }
                 b
             }
-            None => catalog
-                .backup_for_target(target.utc())
-                .ok_or_else(|| RestoreError::OutsideWindow {
+            None => catalog.backup_for_target(target.utc()).ok_or_else(|| {
+                RestoreError::OutsideWindow {
                     target,
                     why: "before every finished backup".into(),
-                })?,
+                }
+            })?,
         };
         let backup_end = backup.end_time.unwrap_or(earliest);
         let gaps = catalog.wal_gaps(backup);
@@ -212,10 +226,16 @@ impl Engine {
             });
         }
 
-        if let (Some(server), Some(ident)) = (&server, catalog.identity.as_ref().and_then(|i| i.systemid.clone())) {
+        if let (Some(server), Some(ident)) = (
+            &server,
+            catalog.identity.as_ref().and_then(|i| i.systemid.clone()),
+        ) {
             let client = probe::connect(&config.postgres, None).await?;
             let row = client
-                .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+                .query_one(
+                    "SELECT system_identifier::text FROM pg_control_system()",
+                    &[],
+                )
                 .await
                 .map_err(|source| crate::probe::ProbeError::Query {
                     what: "system identifier",
@@ -229,7 +249,10 @@ impl Engine {
                 });
             }
             if server.version_num / 10000 != 14 {
-                warnings.push(format!("PostgreSQL {} is not the pinned major version 14", server.version));
+                warnings.push(format!(
+                    "PostgreSQL {} is not the pinned major version 14",
+                    server.version
+                ));
             }
         }
 
@@ -257,7 +280,11 @@ impl Engine {
             }
         };
         for c in checks.iter().filter(|c| !c.ok) {
-            warnings.push(format!("barman check: {} FAILED {}", c.name, c.hint).trim_end().to_owned());
+            warnings.push(
+                format!("barman check: {} FAILED {}", c.name, c.hint)
+                    .trim_end()
+                    .to_owned(),
+            );
         }
 
         Ok(Plan {
@@ -281,7 +308,11 @@ impl Engine {
 
     /// Runs a restore up to the paused state: plan, archive, stop, set aside, recover, start.
     /// Any failure rolls back to the state before the restore.
-    pub async fn start_restore(&self, target: TargetTime, backup_id: Option<&str>) -> Result<RestoreStatus, RestoreError> {
+    pub async fn start_restore(
+        &self,
+        target: TargetTime,
+        backup_id: Option<&str>,
+    ) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         self.refuse_if_in_progress()?;
         let mut plan = self.plan(target, backup_id).await?;
@@ -290,21 +321,34 @@ impl Engine {
             match self.barman().keep(&plan.backup_id).await {
                 Ok(_) => plan.kept_by_barkeep.push(plan.backup_id.clone()),
                 // 3.3 keeps DONE backups only; a WAITING_FOR_WALS one goes unheld.
-                Err(e) => plan.warnings.push(format!("could not hold the backup against retention: {e}")),
+                Err(e) => plan
+                    .warnings
+                    .push(format!("could not hold the backup against retention: {e}")),
             }
         }
         let mut journal = Journal::create(&self.config().state_dir, &plan.restore_id)?;
         let entry = journal.append(Record::Planned { plan: plan.clone() })?;
         let _ = self.inner.events.send(entry);
-        let mut run = Run { engine: self, journal };
+        let mut run = Run {
+            engine: self,
+            journal,
+        };
         run.step(Step::Plan, Some(target), async |r: &mut Run<'_>| {
             for w in &plan.warnings {
                 r.log(format!("warning: {w}"))?;
             }
-            Ok(((), Some(format!("backup {} for target {}", plan.backup_id, plan.target))))
+            Ok((
+                (),
+                Some(format!(
+                    "backup {} for target {}",
+                    plan.backup_id, plan.target
+                )),
+            ))
         })
         .await?;
-        let result = self.run_to_paused(&mut run, &plan, plan.target, plan.backup_id.clone(), true).await;
+        let result = self
+            .run_to_paused(&mut run, &plan, plan.target, plan.backup_id.clone(), true)
+            .await;
         self.finish_or_roll_back(run, &plan, result).await
     }
 
@@ -326,17 +370,24 @@ impl Engine {
                 .await
                 .map_err(|e| (Step::Archive, e))?;
             }
-            run.step(Step::Stop, None, async |r: &mut Run<'_>| r.engine.stop_step().await)
-                .await
-                .map_err(|e| (Step::Stop, e))?;
-            run.step(Step::SetAside, None, async |r: &mut Run<'_>| r.engine.set_aside_step(plan))
-                .await
-                .map_err(|e| (Step::SetAside, e))?;
+            run.step(Step::Stop, None, async |r: &mut Run<'_>| {
+                r.engine.stop_step().await
+            })
+            .await
+            .map_err(|e| (Step::Stop, e))?;
+            run.step(Step::SetAside, None, async |r: &mut Run<'_>| {
+                r.engine.set_aside_step(plan)
+            })
+            .await
+            .map_err(|e| (Step::SetAside, e))?;
         } else {
             run.step(Step::Retry, Some(target), async |r: &mut Run<'_>| {
                 r.engine.stop_step().await?;
                 r.engine.wipe_restored(plan)?;
-                Ok(((), Some("restored copy removed, data directory empty".into())))
+                Ok((
+                    (),
+                    Some("restored copy removed, data directory empty".into()),
+                ))
             })
             .await
             .map_err(|e| (Step::Retry, e))?;
@@ -365,7 +416,14 @@ impl Engine {
             Err((step, e)) => {
                 let message = e.to_string();
                 tracing::error!(step = step.name(), error = %message, "restore step failed; rolling back");
-                match self.rollback_in(&mut run, plan, &format!("{} failed: {message}", step.name())).await {
+                match self
+                    .rollback_in(
+                        &mut run,
+                        plan,
+                        &format!("{} failed: {message}", step.name()),
+                    )
+                    .await
+                {
                     Ok(()) => {
                         run.journal.archive(&self.config().state_dir)?;
                         Err(RestoreError::RolledBack {
@@ -405,7 +463,9 @@ impl Engine {
             Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
         if status.state != Phase::Paused {
-            return Err(RestoreError::NotPaused(format!("{:?}", status.state).to_lowercase()));
+            return Err(RestoreError::NotPaused(
+                format!("{:?}", status.state).to_lowercase(),
+            ));
         }
         Ok((journal, status))
     }
@@ -418,7 +478,9 @@ impl Engine {
             return Err(RestoreError::Query("the query is empty".into()));
         }
         if trimmed.contains(';') {
-            return Err(RestoreError::Query("one statement at a time, please".into()));
+            return Err(RestoreError::Query(
+                "one statement at a time, please".into(),
+            ));
         }
         let client = probe::connect(&self.config().postgres, None).await?;
         let q = |source| crate::probe::ProbeError::Query {
@@ -426,7 +488,9 @@ impl Engine {
             source,
         };
         client
-            .batch_execute("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = '10s'")
+            .batch_execute(
+                "BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '2s'",
+            )
             .await
             .map_err(q)?;
         let messages = client.simple_query(trimmed).await;
@@ -444,15 +508,18 @@ impl Engine {
                 }
                 SimpleQueryMessage::Row(row) => {
                     if result.columns.is_empty() {
-                        result.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                        result.columns =
+                            row.columns().iter().map(|c| c.name().to_owned()).collect();
                     }
                     if result.rows.len() >= max_rows {
                         result.truncated = true;
                         continue;
                     }
-                    result
-                        .rows
-                        .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
+                    result.rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_owned))
+                            .collect(),
+                    );
                 }
                 _ => {}
             }
@@ -461,10 +528,17 @@ impl Engine {
     }
 
     /// Retry at another target: back to an empty data directory, recover, start paused.
-    pub async fn retry(&self, target: TargetTime, backup_id: Option<&str>) -> Result<RestoreStatus, RestoreError> {
+    pub async fn retry(
+        &self,
+        target: TargetTime,
+        backup_id: Option<&str>,
+    ) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         let (journal, status) = self.open_paused()?;
-        let mut run = Run { engine: self, journal };
+        let mut run = Run {
+            engine: self,
+            journal,
+        };
         let plan = status.plan.clone();
         // Re-validate against the catalog as it is now; the server is paused, so no sealing.
         let catalog = self.catalog()?;
@@ -479,11 +553,18 @@ impl Engine {
                 })
             }
         }
-        let result = self.run_to_paused(&mut run, &plan, target, backup, false).await;
+        let result = self
+            .run_to_paused(&mut run, &plan, target, backup, false)
+            .await;
         self.finish_or_roll_back(run, &plan, result).await
     }
 
-    fn choose_backup(&self, catalog: &Catalog, target: TargetTime, backup_id: Option<&str>) -> Result<String, RestoreError> {
+    fn choose_backup(
+        &self,
+        catalog: &Catalog,
+        target: TargetTime,
+        backup_id: Option<&str>,
+    ) -> Result<String, RestoreError> {
         let earliest = catalog.earliest_recoverable();
         if earliest.is_none_or(|e| target.utc() < e) {
             return Err(RestoreError::OutsideWindow {
@@ -521,13 +602,22 @@ impl Engine {
         let (journal, entries) =
             Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
-        let mut run = Run { engine: self, journal };
-        self.rollback_in(&mut run, &status.plan, "rolled back by request").await?;
+        let mut run = Run {
+            engine: self,
+            journal,
+        };
+        self.rollback_in(&mut run, &status.plan, "rolled back by request")
+            .await?;
         run.journal.archive(&self.config().state_dir)?;
         self.current_status()
     }
 
-    async fn rollback_in(&self, run: &mut Run<'_>, plan: &Plan, reason: &str) -> Result<(), RestoreError> {
+    async fn rollback_in(
+        &self,
+        run: &mut Run<'_>,
+        plan: &Plan,
+        reason: &str,
+    ) -> Result<(), RestoreError> {
         run.step(Step::Rollback, None, async |r: &mut Run<'_>| {
             let e = r.engine;
             e.service().guard_against_start().await?;
@@ -586,7 +676,10 @@ impl Engine {
     pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         let (journal, status) = self.open_paused()?;
-        let mut run = Run { engine: self, journal };
+        let mut run = Run {
+            engine: self,
+            journal,
+        };
         self.accept_in(&mut run, &status.plan).await?;
         run.journal.archive(&self.config().state_dir)?;
         self.current_status()
@@ -594,7 +687,9 @@ impl Engine {
 
     async fn accept_in(&self, run: &mut Run<'_>, plan: &Plan) -> Result<(), RestoreError> {
         let timeline = run
-            .step(Step::Accept, None, async |r: &mut Run<'_>| r.engine.accept_step(r, plan).await)
+            .step(Step::Accept, None, async |r: &mut Run<'_>| {
+                r.engine.accept_step(r, plan).await
+            })
             .await?;
         run.record(Record::Closed {
             outcome: Outcome::Accepted { timeline },
@@ -614,23 +709,31 @@ impl Engine {
             std::fs::remove_file(&path).map_err(io(format!("cannot remove {}", path.display())))?;
             return Ok(None);
         };
-        let mut run = Run { engine: self, journal };
+        let mut run = Run {
+            engine: self,
+            journal,
+        };
         let plan = status.plan.clone();
         if status.state == Phase::Closed {
             run.journal.archive(&self.config().state_dir)?;
             return self.status();
         }
         let last = status.last_step();
-        run.log(format!("resuming after an interruption; last step: {last:?}"))?;
+        run.log(format!(
+            "resuming after an interruption; last step: {last:?}"
+        ))?;
         match last {
-            Some((Step::StartPaused, true)) | Some((Step::Accept, false)) | Some((Step::Accept, true)) => {
+            Some((Step::StartPaused, true))
+            | Some((Step::Accept, false))
+            | Some((Step::Accept, true)) => {
                 let accepting = matches!(last, Some((Step::Accept, _)));
                 // Bring the restored server back up (paused, or promoted if accept got that far).
                 if let Err(e) = self.ensure_restored_running().await {
                     if accepting {
                         return Err(e);
                     }
-                    let reason = format!("the restored server did not come back after an interruption: {e}");
+                    let reason =
+                        format!("the restored server did not come back after an interruption: {e}");
                     self.rollback_in(&mut run, &plan, &reason).await?;
                     run.journal.archive(&self.config().state_dir)?;
                     return self.status();
@@ -665,7 +768,9 @@ impl Engine {
 
     /// Removes a kept pre-restore directory, once the person has decided it can go.
     pub fn discard_pre_restore(&self, restore_id: &str) -> Result<(), RestoreError> {
-        if !restore_id.starts_with('r') || !restore_id[1..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !restore_id.starts_with('r')
+            || !restore_id[1..].bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(RestoreError::UnknownBackup(restore_id.to_owned()));
         }
         if let Some(s) = self.status()? {
@@ -685,7 +790,11 @@ impl Engine {
 
     // ---- the steps ----
 
-    async fn archive_step(&self, run: &mut Run<'_>, target: TargetTime) -> Result<((), Option<String>), RestoreError> {
+    async fn archive_step(
+        &self,
+        run: &mut Run<'_>,
+        target: TargetTime,
+    ) -> Result<((), Option<String>), RestoreError> {
         // A transaction of barkeep's own, committed after the target: recovery needs a commit
         // after the target in archived WAL to stop there (barman-facts.md pitfalls 3 and 13).
         let client = probe::connect(&self.config().postgres, None).await?;
@@ -704,15 +813,20 @@ impl Engine {
         match window.latest {
             Some(latest) if target.utc() < latest => Ok((
                 (),
-                Some(format!("last archived transaction {}", TargetTime::new(latest))),
+                Some(format!(
+                    "last archived transaction {}",
+                    TargetTime::new(latest)
+                )),
             )),
-            other => Err(RestoreError::OutsideWindow {
-                target,
-                why: format!(
+            other => {
+                Err(RestoreError::OutsideWindow {
+                    target,
+                    why: format!(
                     "not followed by an archived transaction even after a WAL switch (last: {})",
                     other.map(|t| TargetTime::new(t).to_string()).unwrap_or_else(|| "none".into())
                 ),
-            }),
+                })
+            }
         }
     }
 
@@ -743,7 +857,8 @@ impl Engine {
                 });
             }
             let parent = pre.parent().unwrap_or(Path::new("/"));
-            std::fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot create {}", parent.display())))?;
             // Same filesystem: a rename, O(1), nothing copied, nothing deleted.
             std::fs::rename(data, pre).map_err(io(format!(
                 "cannot rename {} to {} (they must be on the same filesystem)",
@@ -753,7 +868,10 @@ impl Engine {
             sync_parents(data, pre)?;
         }
         make_empty_data_dir(data)?;
-        Ok(((), Some(format!("original data directory kept at {}", pre.display()))))
+        Ok((
+            (),
+            Some(format!("original data directory kept at {}", pre.display())),
+        ))
     }
 
     fn wipe_restored(&self, plan: &Plan) -> Result<(), RestoreError> {
@@ -768,8 +886,10 @@ impl Engine {
             });
         }
         if plan.data_dir.exists() {
-            std::fs::remove_dir_all(&plan.data_dir)
-                .map_err(io(format!("cannot remove the restored copy {}", plan.data_dir.display())))?;
+            std::fs::remove_dir_all(&plan.data_dir).map_err(io(format!(
+                "cannot remove the restored copy {}",
+                plan.data_dir.display()
+            )))?;
         }
         make_empty_data_dir(&plan.data_dir)
     }
@@ -797,11 +917,20 @@ impl Engine {
         if !empty {
             return Err(RestoreError::DestinationNotEmpty(data.clone()));
         }
-        let result = self.barman().recover(backup_id, data, target, plan.timeline).await;
+        let result = self
+            .barman()
+            .recover(backup_id, data, target, plan.timeline)
+            .await;
         match result {
             Ok(out) => {
                 run.log_output(&out)?;
-                Ok(((), Some(format!("barman recover {backup_id} in {} ms", out.elapsed_ms))))
+                Ok((
+                    (),
+                    Some(format!(
+                        "barman recover {backup_id} in {} ms",
+                        out.elapsed_ms
+                    )),
+                ))
             }
             Err(e) => {
                 if let crate::barman::BarmanError::Failed { output, .. } = &e {
@@ -835,7 +964,8 @@ impl Engine {
                 Ok(s) if !s.in_recovery => {
                     return Err(RestoreError::StepFailed {
                         step: "start_paused",
-                        message: "PostgreSQL finished recovery instead of pausing at the target".into(),
+                        message: "PostgreSQL finished recovery instead of pausing at the target"
+                            .into(),
                     })
                 }
                 Ok(_) => {}
@@ -843,7 +973,9 @@ impl Engine {
                     if let Postmaster::Stopped = self.service().postmaster() {
                         return Err(RestoreError::StepFailed {
                             step: "start_paused",
-                            message: format!("PostgreSQL stopped during recovery (see its log): {e}"),
+                            message: format!(
+                                "PostgreSQL stopped during recovery (see its log): {e}"
+                            ),
                         });
                     }
                 }
@@ -870,7 +1002,11 @@ impl Engine {
         Ok(())
     }
 
-    async fn accept_step(&self, run: &mut Run<'_>, plan: &Plan) -> Result<(i32, Option<String>), RestoreError> {
+    async fn accept_step(
+        &self,
+        run: &mut Run<'_>,
+        plan: &Plan,
+    ) -> Result<(i32, Option<String>), RestoreError> {
         let pg = &self.config().postgres;
         let q = |what: &'static str| move |source| crate::probe::ProbeError::Query { what, source };
         let client = probe::connect(pg, None).await?;
@@ -893,7 +1029,10 @@ impl Engine {
             if !s.in_recovery {
                 // The checkpoint timeline lags until the end-of-recovery checkpoint.
                 let row = client
-                    .query_one("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", &[])
+                    .query_one(
+                        "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+                        &[],
+                    )
                     .await
                     .map_err(q("current timeline"))?;
                 let hex: String = row.get(0);
@@ -907,7 +1046,9 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        run.log(format!("promoted: the database now lives on timeline {timeline}"))?;
+        run.log(format!(
+            "promoted: the database now lives on timeline {timeline}"
+        ))?;
         // 3. Barman's recovery settings out of postgresql.auto.conf (pitfall 5).
         for setting in RECOVERY_SETTINGS {
             client
@@ -920,22 +1061,32 @@ impl Engine {
         let conf = data.join("postgresql.conf");
         let origin = data.join("postgresql.conf.origin");
         if origin.exists() {
-            let conf_is_link = std::fs::symlink_metadata(&conf).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+            let conf_is_link = std::fs::symlink_metadata(&conf)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false);
             if conf_is_link {
-                std::fs::remove_file(&origin).map_err(io(format!("cannot remove {}", origin.display())))?;
+                std::fs::remove_file(&origin)
+                    .map_err(io(format!("cannot remove {}", origin.display())))?;
             } else {
-                std::fs::rename(&origin, &conf).map_err(io(format!("cannot restore {}", conf.display())))?;
+                std::fs::rename(&origin, &conf)
+                    .map_err(io(format!("cannot restore {}", conf.display())))?;
             }
         }
         let auto_origin = data.join("postgresql.auto.conf.origin");
         if auto_origin.exists() {
-            std::fs::remove_file(&auto_origin).map_err(io(format!("cannot remove {}", auto_origin.display())))?;
+            std::fs::remove_file(&auto_origin)
+                .map_err(io(format!("cannot remove {}", auto_origin.display())))?;
         }
         // 5. Leave archive_command to postgresql.conf when it already says the right thing.
+        // One statement per call: ALTER SYSTEM refuses an implicit transaction block.
         client
-            .batch_execute("ALTER SYSTEM RESET archive_command; SELECT pg_reload_conf()")
+            .batch_execute("ALTER SYSTEM RESET archive_command")
             .await
             .map_err(q("reset archive_command"))?;
+        client
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(q("reload the configuration"))?;
         if !wait_for_setting(&client, "archive_command", &pg.archive_command).await? {
             set_archive_command(&client, &pg.archive_command).await?;
             if !wait_for_setting(&client, "archive_command", &pg.archive_command).await? {
@@ -963,7 +1114,9 @@ impl Engine {
         }
         for id in &plan.kept_by_barkeep {
             if let Err(e) = self.barman().release_keep(id).await {
-                run.log(format!("warning: could not release the keep on backup {id}: {e}"))?;
+                run.log(format!(
+                    "warning: could not release the keep on backup {id}: {e}"
+                ))?;
             }
         }
         Ok((
@@ -976,23 +1129,36 @@ impl Engine {
     }
 }
 
-async fn set_archive_command(client: &tokio_postgres::Client, command: &str) -> Result<(), RestoreError> {
+async fn set_archive_command(
+    client: &tokio_postgres::Client,
+    command: &str,
+) -> Result<(), RestoreError> {
     let q = |source| crate::probe::ProbeError::Query {
         what: "set archive_command",
         source,
     };
     let row = client
-        .query_one("SELECT format('ALTER SYSTEM SET archive_command = %L', $1::text)", &[&command])
+        .query_one(
+            "SELECT format('ALTER SYSTEM SET archive_command = %L', $1::text)",
+            &[&command],
+        )
         .await
         .map_err(q)?;
     let stmt: String = row.get(0);
     client.batch_execute(&stmt).await.map_err(q)?;
-    client.batch_execute("SELECT pg_reload_conf()").await.map_err(q)?;
+    client
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .map_err(q)?;
     Ok(())
 }
 
 /// pg_reload_conf() is asynchronous: wait until this session sees the value.
-async fn wait_for_setting(client: &tokio_postgres::Client, name: &str, want: &str) -> Result<bool, RestoreError> {
+async fn wait_for_setting(
+    client: &tokio_postgres::Client,
+    name: &str,
+    want: &str,
+) -> Result<bool, RestoreError> {
     for _ in 0..40 {
         let row = client
             .query_one("SELECT current_setting($1)", &[&name])
@@ -1012,6 +1178,14 @@ async fn wait_for_setting(client: &tokio_postgres::Client, name: &str, want: &st
 
 fn db_error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
+        // Paused replay still holds the locks of transactions in flight at the target: a
+        // TRUNCATE or DROP TABLE committed after the target keeps its table locked until accept.
+        Some(db) if db.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{}: the table is locked by a transaction that was still running at the target time \
+             (often the harmful TRUNCATE or DROP itself); it is released when the restore is accepted, \
+             or choose a target before that transaction began",
+            db.message()
+        ),
         Some(db) => db.message().to_owned(),
         None => e.to_string(),
     }
