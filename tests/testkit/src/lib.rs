@@ -107,9 +107,10 @@ impl Sandbox {
             let port = free_port()
                 .map_err(|e| SandboxError(format!("cannot find a free TCP port: {e}")))?;
             let http_port = if opts.barkeep {
-                Some(free_port_except(&[port]).map_err(|e| {
-                    SandboxError(format!("cannot find a free TCP port: {e}"))
-                })?)
+                Some(
+                    free_port_except(&[port])
+                        .map_err(|e| SandboxError(format!("cannot find a free TCP port: {e}")))?,
+                )
             } else {
                 None
             };
@@ -418,7 +419,9 @@ fn free_port_except(taken: &[u16]) -> std::io::Result<u16> {
             return Ok(p);
         }
     }
-    Err(std::io::Error::other("the kernel keeps handing out the same port"))
+    Err(std::io::Error::other(
+        "the kernel keeps handing out the same port",
+    ))
 }
 
 /// `key=value` lines of D/sandbox.env.
@@ -583,7 +586,7 @@ impl ChromeDriver {
     /// The session capabilities for headless chromium: `goog:chromeOptions` with the binary and
     /// `--headless=new`, `--no-sandbox` only when running as root, a fresh `--user-data-dir`,
     /// no background networking, component updates, sync, first-run UI or QUIC, a 1280x900
-    /// window.
+    /// window; and the browser's console log kept for chromedriver's `se/log` command.
     pub fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut args = vec!["--headless=new".to_owned()];
         if running_as_root() {
@@ -605,6 +608,8 @@ impl ChromeDriver {
         args.push(format!("--user-data-dir={}", self.profile_dir().display()));
         let caps = serde_json::json!({
             "browserName": "chrome",
+            // the console log, readable through chromedriver's `POST /session/{id}/se/log`
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": self.chromium.display().to_string(),
                 "args": args,
@@ -659,7 +664,13 @@ fn spawn_chromedriver(
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let home = dir.join("home");
-    for sub in [".config", ".cache", ".local/share", ".local/state", "runtime"] {
+    for sub in [
+        ".config",
+        ".cache",
+        ".local/share",
+        ".local/state",
+        "runtime",
+    ] {
         std::fs::create_dir_all(home.join(sub))
             .map_err(|e| format!("cannot create {}: {e}", home.join(sub).display()))?;
     }
@@ -672,7 +683,10 @@ fn spawn_chromedriver(
         .map_err(|e| format!("cannot duplicate a file handle: {e}"))?;
     Command::new(driver_bin)
         .arg(format!("--port={port}"))
-        .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
+        .arg(format!(
+            "--log-path={}",
+            dir.join("chromedriver.log").display()
+        ))
         .arg("--allowed-ips=127.0.0.1")
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
@@ -698,7 +712,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `GET /status` on 127.0.0.1:port answers with an HTTP status line.
+/// `GET /status` on 127.0.0.1:port answers 200 (HTTP/1.1: chromedriver refuses HTTP/1.0).
 fn http_status_ok(port: u16) -> bool {
     use std::io::{Read, Write};
     let timeout = std::time::Duration::from_secs(2);
@@ -710,8 +724,7 @@ fn http_status_ok(port: u16) -> bool {
     };
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
-    if s
-        .write_all(b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    if s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -724,7 +737,7 @@ fn http_status_ok(port: u16) -> bool {
             Ok(n) => got += n,
         }
     }
-    buf[..got].starts_with(b"HTTP/1.1 200") || buf[..got].starts_with(b"HTTP/1.0 200")
+    buf[..got].starts_with(b"HTTP/1.1 200")
 }
 
 /// SIGKILLs every process of this user whose command line has an argument equal to `arg`.

@@ -25,7 +25,10 @@ fn dashboard_shows_live_postgres_and_hydrates() {
     let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
     let url = sb.http_url();
     let pg_version = sb.psql("SHOW server_version");
-    assert!(pg_version.starts_with("14."), "server_version = {pg_version:?}");
+    assert!(
+        pg_version.starts_with("14."),
+        "server_version = {pg_version:?}"
+    );
     let driver = ChromeDriver::start();
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -38,18 +41,16 @@ fn dashboard_shows_live_postgres_and_hydrates() {
             .connect(&driver.url())
             .await
             .map_err(|e| format!("no WebDriver session from {}: {e}", driver.url()))?;
-        let checked = match tokio::time::timeout(
-            BROWSER_BUDGET,
-            check_dashboard(&client, &url, &pg_version),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(format!(
-                "the browser checks took more than {} s",
-                BROWSER_BUDGET.as_secs()
-            )),
-        };
+        let checked =
+            match tokio::time::timeout(BROWSER_BUDGET, check_dashboard(&client, &url, &pg_version))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "the browser checks took more than {} s",
+                    BROWSER_BUDGET.as_secs()
+                )),
+            };
         let shot = match tokio::time::timeout(Duration::from_secs(30), screenshot(&client)).await {
             Ok(r) => r,
             Err(_) => Err("the screenshot took more than 30 s".to_owned()),
@@ -155,7 +156,11 @@ async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result
                 "the page did not hydrate: {clicks} click(s) on #refresh-postgres in {} s and \
                  #refresh-result never said \"Checked again at\" (last problem: {}).\n{diagnosis}",
                 HYDRATION_BUDGET.as_secs(),
-                if last_problem.is_empty() { "none" } else { &last_problem },
+                if last_problem.is_empty() {
+                    "none"
+                } else {
+                    &last_problem
+                },
             ));
         }
     }
@@ -172,18 +177,61 @@ async fn text_of(client: &Client, loc: Locator<'_>) -> Result<String, String> {
         .map_err(|e| format!("cannot read the text of {loc:?}: {e}"))
 }
 
-/// What the browser loaded, for a failure message.
+/// chromedriver's `POST /session/{id}/se/log` with `{"type": "browser"}`: the console messages
+/// since the last call (kept because of the `goog:loggingPrefs` capability).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// The browser's console messages, one a line.
+async fn console_log(client: &Client) -> String {
+    match client.issue_cmd(BrowserLog).await {
+        Ok(serde_json::Value::Array(entries)) if entries.is_empty() => "  (empty)".to_owned(),
+        Ok(serde_json::Value::Array(entries)) => entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "  {} {}",
+                    e["level"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Ok(other) => format!("  {other}"),
+        Err(e) => format!("  (cannot read the console log: {e})"),
+    }
+}
+
+/// What the browser loaded and logged, for a failure message.
 async fn diagnose(client: &Client) -> String {
     let script = r#"
         const res = performance.getEntriesByType('resource')
             .map(e => `  ${e.name} ${e.responseStatus ?? ''} ${Math.round(e.duration)} ms`);
         return `readyState ${document.readyState}\nresources:\n${res.join('\n')}`;
     "#;
-    match client.execute(script, vec![]).await {
+    let loaded = match client.execute(script, vec![]).await {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
         Err(e) => format!("(cannot ask the page: {e})"),
-    }
+    };
+    format!("{loaded}\nconsole:\n{}", console_log(client).await)
 }
 
 /// `$BARKEEP_SCREENSHOT_DIR/dashboard.png`, when that variable is set.
@@ -199,6 +247,10 @@ async fn screenshot(client: &Client) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join("dashboard.png");
     std::fs::write(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!("[browser] screenshot: {} ({} bytes)", path.display(), png.len());
+    eprintln!(
+        "[browser] screenshot: {} ({} bytes)",
+        path.display(),
+        png.len()
+    );
     Ok(())
 }
