@@ -60,8 +60,8 @@ fn postgres_card(view: PostgresView) -> impl IntoView {
                 <dd>{timeline}</dd>
                 <dt>"WAL archived"</dt>
                 <dd>
-                    {format!("{archived_count} segments")}
-                    {last_archived_wal.map(|w| format!(", last {w}"))}
+                    {format!("{archived_count} files")}
+                    {last_archived_wal.map(|w| format!(", last file {w}"))}
                 </dd>
                 <dt>"Archive failures"</dt>
                 <dd class={if failed_count > 0 { "warn" } else { "" }}>{failed_count}</dd>

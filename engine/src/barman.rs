@@ -27,7 +27,7 @@ pub enum BarmanError {
         command: String,
         code: Option<i32>,
         message: String,
-        output: CommandOutput,
+        output: Box<CommandOutput>,
     },
     #[error("barman printed something barkeep cannot read for `{command}`: {message}")]
     Unreadable { command: String, message: String },
@@ -92,7 +92,7 @@ impl Barman {
                 command: out.command.clone(),
                 code: out.code,
                 message: failure_message(&out),
-                output: out,
+                output: Box::new(out),
             })
         }
     }
@@ -310,7 +310,7 @@ fn parse_check(server: &str, out: &CommandOutput) -> Result<Vec<CheckItem>, Barm
             command: out.command.clone(),
             code: out.code,
             message: failure_message(out),
-            output: out.clone(),
+            output: Box::new(out.clone()),
         });
     }
     let checks = v

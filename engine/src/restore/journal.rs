@@ -32,7 +32,7 @@ pub enum JournalError {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Record {
     Planned {
-        plan: Plan,
+        plan: Box<Plan>,
     },
     StepStarted {
         step: Step,

@@ -154,7 +154,7 @@ impl RestoreStatus {
                         restore_id: e.restore_id.clone(),
                         state: Phase::Running,
                         target: plan.target,
-                        plan: plan.clone(),
+                        plan: (**plan).clone(),
                         steps: Vec::new(),
                         outcome: None,
                         log: Vec::new(),

@@ -1,6 +1,6 @@
 //! The operations of the restore state machine and the steps they run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -39,13 +39,24 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
 /// A journal being written by one operation, with the engine's live event feed.
 struct Run<'a> {
     engine: &'a Engine,
-    journal: Journal,
+    journal: std::sync::Mutex<Journal>,
 }
 
-impl Run<'_> {
-    fn record(&mut self, record: Record) -> Result<(), RestoreError> {
+impl<'a> Run<'a> {
+    fn new(engine: &'a Engine, journal: Journal) -> Self {
+        Self {
+            engine,
+            journal: std::sync::Mutex::new(journal),
+        }
+    }
+
+    fn record(&self, record: Record) -> Result<(), RestoreError> {
         let fault = fault_point(&record);
-        let entry = self.journal.append(record)?;
+        let entry = self
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(record)?;
         let _ = self.engine.inner.events.send(entry);
         if let Some(point) = fault {
             if std::env::var(FAULT_ENV).ok().as_deref() == Some(point.as_str()) {
@@ -59,13 +70,13 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn log(&mut self, line: impl Into<String>) -> Result<(), RestoreError> {
+    fn log(&self, line: impl Into<String>) -> Result<(), RestoreError> {
         let line = line.into();
-        tracing::info!(restore = %self.journal.restore_id(), "{line}");
+        tracing::info!("{line}");
         self.record(Record::Log { line })
     }
 
-    fn log_output(&mut self, out: &crate::barman::CommandOutput) -> Result<(), RestoreError> {
+    fn log_output(&self, out: &crate::barman::CommandOutput) -> Result<(), RestoreError> {
         self.log(format!(
             "$ barman {} ({} ms, exit {:?})",
             out.command, out.elapsed_ms, out.code
@@ -77,19 +88,17 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Runs one step between its journal entries.
-    async fn step<T, F>(
-        &mut self,
+    /// Runs one step between its journal entries. The future starts only when awaited, after
+    /// the `started` entry is on disk.
+    async fn step<T>(
+        &self,
         step: Step,
         target: Option<TargetTime>,
-        f: F,
-    ) -> Result<T, RestoreError>
-    where
-        F: AsyncFnOnce(&mut Self) -> Result<(T, Option<String>), RestoreError>,
-    {
+        body: impl std::future::Future<Output = Result<(T, Option<String>), RestoreError>>,
+    ) -> Result<T, RestoreError> {
         self.record(Record::StepStarted { step, target })?;
         let started = std::time::Instant::now();
-        match f(self).await {
+        match body.await {
             Ok((value, detail)) => {
                 let ms = started.elapsed().as_millis();
                 let detail = Some(match detail {
@@ -107,6 +116,16 @@ impl Run<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// Moves the closed journal to the history.
+    fn archive(self, state_dir: &Path) -> Result<(), RestoreError> {
+        let journal = self
+            .journal
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        journal.archive(state_dir)?;
+        Ok(())
     }
 }
 
@@ -138,6 +157,12 @@ impl Engine {
         };
         let mut warnings = Vec::new();
 
+        // A backup id the person named must exist before anything else is said about it.
+        if let Some(id) = backup_id {
+            if !crate::validate::is_backup_id(id) || catalog.backup(id).is_none() {
+                return Err(RestoreError::UnknownBackup(id.to_owned()));
+            }
+        }
         if target.utc() > now {
             return Err(RestoreError::OutsideWindow {
                 target,
@@ -327,15 +352,14 @@ impl Engine {
             }
         }
         let mut journal = Journal::create(&self.config().state_dir, &plan.restore_id)?;
-        let entry = journal.append(Record::Planned { plan: plan.clone() })?;
+        let entry = journal.append(Record::Planned {
+            plan: Box::new(plan.clone()),
+        })?;
         let _ = self.inner.events.send(entry);
-        let mut run = Run {
-            engine: self,
-            journal,
-        };
-        run.step(Step::Plan, Some(target), async |r: &mut Run<'_>| {
+        let run = Run::new(self, journal);
+        run.step(Step::Plan, Some(target), async {
             for w in &plan.warnings {
-                r.log(format!("warning: {w}"))?;
+                run.log(format!("warning: {w}"))?;
             }
             Ok((
                 (),
@@ -347,7 +371,7 @@ impl Engine {
         })
         .await?;
         let result = self
-            .run_to_paused(&mut run, &plan, plan.target, plan.backup_id.clone(), true)
+            .run_to_paused(&run, &plan, plan.target, plan.backup_id.clone(), true)
             .await;
         self.finish_or_roll_back(run, &plan, result).await
     }
@@ -356,7 +380,7 @@ impl Engine {
     /// start paused.
     async fn run_to_paused(
         &self,
-        run: &mut Run<'_>,
+        run: &Run<'_>,
         plan: &Plan,
         target: TargetTime,
         backup_id: String,
@@ -364,26 +388,22 @@ impl Engine {
     ) -> Result<(), (Step, RestoreError)> {
         if first {
             if plan.server_was_running {
-                run.step(Step::Archive, Some(target), async |r: &mut Run<'_>| {
-                    r.engine.archive_step(r, target).await
+                run.step(Step::Archive, Some(target), async {
+                    self.archive_step(run, target).await
                 })
                 .await
                 .map_err(|e| (Step::Archive, e))?;
             }
-            run.step(Step::Stop, None, async |r: &mut Run<'_>| {
-                r.engine.stop_step().await
-            })
-            .await
-            .map_err(|e| (Step::Stop, e))?;
-            run.step(Step::SetAside, None, async |r: &mut Run<'_>| {
-                r.engine.set_aside_step(plan)
-            })
-            .await
-            .map_err(|e| (Step::SetAside, e))?;
+            run.step(Step::Stop, None, async { self.stop_step().await })
+                .await
+                .map_err(|e| (Step::Stop, e))?;
+            run.step(Step::SetAside, None, async { self.set_aside_step(plan) })
+                .await
+                .map_err(|e| (Step::SetAside, e))?;
         } else {
-            run.step(Step::Retry, Some(target), async |r: &mut Run<'_>| {
-                r.engine.stop_step().await?;
-                r.engine.wipe_restored(plan)?;
+            run.step(Step::Retry, Some(target), async {
+                self.stop_step().await?;
+                self.wipe_restored(plan)?;
                 Ok((
                     (),
                     Some("restored copy removed, data directory empty".into()),
@@ -392,13 +412,13 @@ impl Engine {
             .await
             .map_err(|e| (Step::Retry, e))?;
         }
-        run.step(Step::Recover, Some(target), async |r: &mut Run<'_>| {
-            r.engine.recover_step(r, plan, &backup_id, target).await
+        run.step(Step::Recover, Some(target), async {
+            self.recover_step(run, plan, &backup_id, target).await
         })
         .await
         .map_err(|e| (Step::Recover, e))?;
-        run.step(Step::StartPaused, Some(target), async |r: &mut Run<'_>| {
-            r.engine.start_paused_step().await
+        run.step(Step::StartPaused, Some(target), async {
+            self.start_paused_step().await
         })
         .await
         .map_err(|e| (Step::StartPaused, e))?;
@@ -407,7 +427,7 @@ impl Engine {
 
     async fn finish_or_roll_back(
         &self,
-        mut run: Run<'_>,
+        run: Run<'_>,
         plan: &Plan,
         result: Result<(), (Step, RestoreError)>,
     ) -> Result<RestoreStatus, RestoreError> {
@@ -417,15 +437,11 @@ impl Engine {
                 let message = e.to_string();
                 tracing::error!(step = step.name(), error = %message, "restore step failed; rolling back");
                 match self
-                    .rollback_in(
-                        &mut run,
-                        plan,
-                        &format!("{} failed: {message}", step.name()),
-                    )
+                    .rollback_in(&run, plan, &format!("{} failed: {message}", step.name()))
                     .await
                 {
                     Ok(()) => {
-                        run.journal.archive(&self.config().state_dir)?;
+                        run.archive(&self.config().state_dir)?;
                         Err(RestoreError::RolledBack {
                             step: step.name(),
                             message,
@@ -535,10 +551,7 @@ impl Engine {
     ) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         let (journal, status) = self.open_paused()?;
-        let mut run = Run {
-            engine: self,
-            journal,
-        };
+        let run = Run::new(self, journal);
         let plan = status.plan.clone();
         // Re-validate against the catalog as it is now; the server is paused, so no sealing.
         let catalog = self.catalog()?;
@@ -553,9 +566,7 @@ impl Engine {
                 })
             }
         }
-        let result = self
-            .run_to_paused(&mut run, &plan, target, backup, false)
-            .await;
+        let result = self.run_to_paused(&run, &plan, target, backup, false).await;
         self.finish_or_roll_back(run, &plan, result).await
     }
 
@@ -602,24 +613,21 @@ impl Engine {
         let (journal, entries) =
             Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
-        let mut run = Run {
-            engine: self,
-            journal,
-        };
-        self.rollback_in(&mut run, &status.plan, "rolled back by request")
+        let run = Run::new(self, journal);
+        self.rollback_in(&run, &status.plan, "rolled back by request")
             .await?;
-        run.journal.archive(&self.config().state_dir)?;
+        run.archive(&self.config().state_dir)?;
         self.current_status()
     }
 
     async fn rollback_in(
         &self,
-        run: &mut Run<'_>,
+        run: &Run<'_>,
         plan: &Plan,
         reason: &str,
     ) -> Result<(), RestoreError> {
-        run.step(Step::Rollback, None, async |r: &mut Run<'_>| {
-            let e = r.engine;
+        run.step(Step::Rollback, None, async {
+            let e = self;
             e.service().guard_against_start().await?;
             e.service().stop().await?;
             let pre = &plan.pre_restore_dir;
@@ -641,7 +649,7 @@ impl Engine {
                     data.display()
                 )))?;
                 sync_parents(data, pre)?;
-                r.log(format!("moved the pre-restore data directory back to {}", data.display()))?;
+                run.log(format!("moved the pre-restore data directory back to {}", data.display()))?;
             } else if !is_cluster(data) {
                 return Err(RestoreError::StepFailed {
                     step: "rollback",
@@ -658,7 +666,7 @@ impl Engine {
             }
             for id in &plan.kept_by_barkeep {
                 if let Err(err) = e.barman().release_keep(id).await {
-                    r.log(format!("warning: could not release the keep on backup {id}: {err}"))?;
+                    run.log(format!("warning: could not release the keep on backup {id}: {err}"))?;
                 }
             }
             Ok(((), Some(reason.to_owned())))
@@ -676,19 +684,16 @@ impl Engine {
     pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         let (journal, status) = self.open_paused()?;
-        let mut run = Run {
-            engine: self,
-            journal,
-        };
-        self.accept_in(&mut run, &status.plan).await?;
-        run.journal.archive(&self.config().state_dir)?;
+        let run = Run::new(self, journal);
+        self.accept_in(&run, &status.plan).await?;
+        run.archive(&self.config().state_dir)?;
         self.current_status()
     }
 
-    async fn accept_in(&self, run: &mut Run<'_>, plan: &Plan) -> Result<(), RestoreError> {
+    async fn accept_in(&self, run: &Run<'_>, plan: &Plan) -> Result<(), RestoreError> {
         let timeline = run
-            .step(Step::Accept, None, async |r: &mut Run<'_>| {
-                r.engine.accept_step(r, plan).await
+            .step(Step::Accept, None, async {
+                self.accept_step(run, plan).await
             })
             .await?;
         run.record(Record::Closed {
@@ -709,13 +714,10 @@ impl Engine {
             std::fs::remove_file(&path).map_err(io(format!("cannot remove {}", path.display())))?;
             return Ok(None);
         };
-        let mut run = Run {
-            engine: self,
-            journal,
-        };
+        let run = Run::new(self, journal);
         let plan = status.plan.clone();
         if status.state == Phase::Closed {
-            run.journal.archive(&self.config().state_dir)?;
+            run.archive(&self.config().state_dir)?;
             return self.status();
         }
         let last = status.last_step();
@@ -734,13 +736,13 @@ impl Engine {
                     }
                     let reason =
                         format!("the restored server did not come back after an interruption: {e}");
-                    self.rollback_in(&mut run, &plan, &reason).await?;
-                    run.journal.archive(&self.config().state_dir)?;
+                    self.rollback_in(&run, &plan, &reason).await?;
+                    run.archive(&self.config().state_dir)?;
                     return self.status();
                 }
                 if accepting {
-                    self.accept_in(&mut run, &plan).await?;
-                    run.journal.archive(&self.config().state_dir)?;
+                    self.accept_in(&run, &plan).await?;
+                    run.archive(&self.config().state_dir)?;
                 } else {
                     // Paused again at the target: the person verifies as before.
                     run.record(Record::StepStarted {
@@ -759,8 +761,8 @@ impl Engine {
                     Some((step, _)) => format!("interrupted during {}", step.name()),
                     None => "interrupted before the first step".into(),
                 };
-                self.rollback_in(&mut run, &plan, &reason).await?;
-                run.journal.archive(&self.config().state_dir)?;
+                self.rollback_in(&run, &plan, &reason).await?;
+                run.archive(&self.config().state_dir)?;
                 self.status()
             }
         }
@@ -792,7 +794,7 @@ impl Engine {
 
     async fn archive_step(
         &self,
-        run: &mut Run<'_>,
+        run: &Run<'_>,
         target: TargetTime,
     ) -> Result<((), Option<String>), RestoreError> {
         // A transaction of barkeep's own, committed after the target: recovery needs a commit
@@ -896,7 +898,7 @@ impl Engine {
 
     async fn recover_step(
         &self,
-        run: &mut Run<'_>,
+        run: &Run<'_>,
         plan: &Plan,
         backup_id: &str,
         target: TargetTime,
@@ -1004,7 +1006,7 @@ impl Engine {
 
     async fn accept_step(
         &self,
-        run: &mut Run<'_>,
+        run: &Run<'_>,
         plan: &Plan,
     ) -> Result<(i32, Option<String>), RestoreError> {
         let pg = &self.config().postgres;
@@ -1219,12 +1221,15 @@ fn sync_parents(a: &Path, b: &Path) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// The web server runs these futures on a multi-threaded runtime: they must be Send.
 #[allow(dead_code)]
-fn _assert_send(e: &Engine) -> impl std::future::Future<Output = ()> + '_ {
-    async move {
-        let _ = e.status();
-    }
+fn operations_are_send(e: &Engine, t: TargetTime) {
+    fn send<T: Send>(_: T) {}
+    send(e.plan(t, None));
+    send(e.start_restore(t, None));
+    send(e.retry(t, None));
+    send(e.accept());
+    send(e.rollback());
+    send(e.resume());
+    send(e.query("SELECT 1", 1));
 }
-
-#[allow(dead_code)]
-fn _unused(_: PathBuf) {}

@@ -1,0 +1,113 @@
+//! The catalog read from Barman's files must agree with Barman itself (`barman -f json
+//! list-backups` / `show-backup`) on the same catalog, and the probe with PostgreSQL.
+
+mod common;
+
+use barkeep_engine::probe;
+use barkeep_engine::wal::WalSegment;
+use barkeep_engine::window::recovery_window;
+use barkeep_testkit::SandboxOptions;
+use common::*;
+
+#[test]
+fn catalog_agrees_with_barman_and_the_window_ends_at_the_last_commit() {
+    let (sb, engine) = stack(SandboxOptions::default());
+    let rt = runtime();
+    sb.psql("CREATE TABLE t (id int)");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    // The commit of this INSERT is at or after its transaction's now().
+    let inserted_at = sb.psql("INSERT INTO t VALUES (1) RETURNING to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')");
+    let inserted_at =
+        chrono::NaiveDateTime::parse_from_str(inserted_at.trim(), "%Y-%m-%d %H:%M:%S%.f")
+            .expect("a time")
+            .and_utc();
+    sb.barman_ok(&["switch-wal", "--force", "--archive", "pg"]);
+
+    let catalog = engine.catalog().expect("catalog");
+    let listed = sb.barman_json(&["-f", "json", "list-backups", "pg"]);
+    let listed = listed["pg"].as_array().expect("a list");
+    assert_eq!(catalog.backups.len(), listed.len());
+    assert_eq!(catalog.backups.len(), 2);
+    for entry in listed {
+        let id = entry["backup_id"].as_str().expect("id");
+        let ours = catalog
+            .backup(id)
+            .expect("barkeep sees every backup barman lists");
+        assert_eq!(
+            ours.status.as_str(),
+            entry["status"].as_str().expect("status")
+        );
+        let end_ts = entry["end_time_timestamp"]
+            .as_str()
+            .expect("end_time_timestamp");
+        let end_ts: f64 = end_ts.parse().expect("epoch");
+        let ours_end = ours.end_time.expect("end").timestamp();
+        assert!(
+            (ours_end as f64 - end_ts).abs() < 1.0,
+            "{id}: end {ours_end} vs barman {end_ts}"
+        );
+
+        let show = sb.barman_json(&["-f", "json", "show-backup", "pg", id]);
+        let show = &show["pg"];
+        assert_eq!(
+            ours.begin_wal.as_deref(),
+            show["wal"]["begin_wal"].as_str(),
+            "{id}: begin_wal"
+        );
+        assert_eq!(
+            ours.end_wal.as_deref(),
+            show["wal"]["end_wal"].as_str(),
+            "{id}: end_wal"
+        );
+        assert_eq!(
+            ours.timeline.map(i64::from),
+            show["base_backup_information"]["timeline"].as_i64(),
+            "{id}: timeline"
+        );
+        assert_eq!(
+            ours.systemid.as_deref(),
+            show["system_id"].as_str(),
+            "{id}: system id"
+        );
+        assert!(catalog.wal_gaps(ours).is_empty(), "{id}: no WAL gaps");
+    }
+    assert!(catalog
+        .identity
+        .as_ref()
+        .and_then(|i| i.systemid.as_deref())
+        .is_some());
+
+    // Archived WAL: every segment Barman has, with a time; the newest one is the last switch.
+    let newest = catalog.newest_segment().expect("a segment");
+    assert!(sb.archived_wal().contains(&newest.to_string()));
+    assert!(WalSegment::parse(&newest.to_string()).is_some());
+    let age = chrono::Utc::now() - catalog.last_wal_time().expect("a WAL time");
+    assert!(age.num_seconds() < 120, "WAL age {age}");
+
+    // The window: from the end of the oldest backup to the last commit (the INSERT above).
+    let window = rt
+        .block_on(recovery_window(&catalog, &engine.config().postgres.bin_dir))
+        .expect("window");
+    assert_eq!(window.earliest, catalog.earliest_recoverable());
+    let latest = window.latest.expect("a last commit");
+    assert!(latest > window.earliest.expect("earliest"));
+    assert!(
+        latest >= inserted_at,
+        "the last commit {latest} is not before the INSERT at {inserted_at}"
+    );
+    assert!(latest <= chrono::Utc::now());
+
+    // The probe, against the live server.
+    let s = rt
+        .block_on(probe::status(&engine.config().postgres))
+        .expect("probe");
+    assert!(s.version.starts_with("14."), "{}", s.version);
+    assert_eq!(s.version_num / 10000, 14);
+    assert!(!s.in_recovery);
+    assert_eq!(s.pause_state, None);
+    assert_eq!(s.timeline, 1);
+    assert!(s.archiver.archived_count > 0);
+    assert_eq!(s.archiver.failed_count, 0);
+    assert_eq!(s.archive_command, sb.archive_command());
+    assert_eq!(s.archive_timeout_secs, 900);
+}
