@@ -38,7 +38,13 @@ pub enum RestoreCommand {
         backup_id: Option<String>,
     },
     /// Make the restored state live: archiving on, promote, clean up, archive the new timeline.
-    Accept,
+    Accept {
+        /// Then take a new base backup of the restored cluster.
+        #[arg(long)]
+        backup: bool,
+    },
+    /// A new base backup now (`barman backup --wait`).
+    Backup,
     /// Put the pre-restore data directory back and start it.
     Rollback,
     /// Finish or undo a restore that a crash interrupted (the server does this on start-up).
@@ -84,7 +90,20 @@ pub async fn run(engine: Engine, command: RestoreCommand) -> anyhow::Result<()> 
                 .retry(target(&target_time)?, backup_id.as_deref())
                 .await?,
         ),
-        RestoreCommand::Accept => print(&engine.accept().await?),
+        RestoreCommand::Accept { backup } => {
+            let status = engine.accept().await?;
+            if backup {
+                let out = engine.backup_now().await?;
+                eprintln!("new base backup taken in {} ms", out.elapsed_ms);
+            }
+            print(&status)
+        }
+        RestoreCommand::Backup => {
+            let out = engine.backup_now().await?;
+            print(
+                &serde_json::json!({ "backup": "done", "elapsed_ms": out.elapsed_ms, "output": out.stdout }),
+            )
+        }
         RestoreCommand::Rollback => print(&engine.rollback().await?),
         RestoreCommand::Resume => print(&engine.resume().await?),
         RestoreCommand::Discard { restore_id } => {

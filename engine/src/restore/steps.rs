@@ -683,7 +683,21 @@ impl Engine {
     /// files, archive the new timeline. The pre-restore directory is kept.
     pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
-        let (journal, status) = self.open_paused()?;
+        // Paused, or an accept that failed half-way (every part of it can run again).
+        let (journal, status) = match self.open_paused() {
+            Ok(v) => v,
+            Err(RestoreError::NotPaused(state)) => {
+                let (journal, entries) = Journal::open_current(&self.config().state_dir)?
+                    .ok_or(RestoreError::NoRestore)?;
+                let status =
+                    RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
+                if status.last_step() != Some((Step::Accept, false)) {
+                    return Err(RestoreError::NotPaused(state));
+                }
+                (journal, status)
+            }
+            Err(e) => return Err(e),
+        };
         let run = Run::new(self, journal);
         self.accept_in(&run, &status.plan).await?;
         run.archive(&self.config().state_dir)?;
@@ -766,6 +780,11 @@ impl Engine {
                 self.status()
             }
         }
+    }
+
+    /// A new base backup (`barman backup --wait`), e.g. right after an accepted restore.
+    pub async fn backup_now(&self) -> Result<crate::barman::CommandOutput, RestoreError> {
+        Ok(self.barman().backup().await?)
     }
 
     /// Removes a kept pre-restore directory, once the person has decided it can go.
