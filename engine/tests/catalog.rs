@@ -48,26 +48,54 @@ fn catalog_agrees_with_barman_and_the_window_ends_at_the_last_commit() {
         );
 
         let show = sb.barman_json(&["-f", "json", "show-backup", "pg", id]);
-        let show = &show["pg"];
+        let info = &show["pg"]["base_backup_information"];
         assert_eq!(
             ours.begin_wal.as_deref(),
-            show["wal"]["begin_wal"].as_str(),
+            info["begin_wal"].as_str(),
             "{id}: begin_wal"
         );
         assert_eq!(
             ours.end_wal.as_deref(),
-            show["wal"]["end_wal"].as_str(),
+            info["end_wal"].as_str(),
             "{id}: end_wal"
         );
         assert_eq!(
+            ours.begin_xlog.as_deref(),
+            info["begin_lsn"].as_str(),
+            "{id}: begin_lsn"
+        );
+        assert_eq!(
+            ours.end_xlog.as_deref(),
+            info["end_lsn"].as_str(),
+            "{id}: end_lsn"
+        );
+        assert_eq!(
             ours.timeline.map(i64::from),
-            show["base_backup_information"]["timeline"].as_i64(),
+            info["timeline"].as_i64(),
             "{id}: timeline"
         );
         assert_eq!(
-            ours.systemid.as_deref(),
-            show["system_id"].as_str(),
-            "{id}: system id"
+            ours.size.map(|s| s as i64),
+            info["disk_usage_bytes"].as_i64(),
+            "{id}: size"
+        );
+        let begin_ts: i64 = info["begin_time_timestamp"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("begin ts");
+        assert_eq!(
+            ours.begin_time.map(|t| t.timestamp()),
+            Some(begin_ts),
+            "{id}: begin_time"
+        );
+        assert_eq!(
+            ours.version.map(i64::from),
+            show["pg"]["postgresql_version"].as_i64(),
+            "{id}: version"
+        );
+        assert_eq!(
+            ours.status.as_str(),
+            show["pg"]["status"].as_str().expect("status")
         );
         assert!(catalog.wal_gaps(ours).is_empty(), "{id}: no WAL gaps");
     }
@@ -77,8 +105,15 @@ fn catalog_agrees_with_barman_and_the_window_ends_at_the_last_commit() {
         .and_then(|i| i.systemid.as_deref())
         .is_some());
 
-    // Archived WAL: every segment Barman has, with a time; the newest one is the last switch.
+    // Archived WAL: every segment Barman has, with a time; the newest one is the one Barman
+    // names as the last available for the latest backup.
     let newest = catalog.newest_segment().expect("a segment");
+    let latest_id = &catalog.backups.last().expect("a backup").id;
+    let show = sb.barman_json(&["-f", "json", "show-backup", "pg", latest_id]);
+    assert_eq!(
+        show["pg"]["wal_information"]["last_available"].as_str(),
+        Some(newest.to_string().as_str())
+    );
     assert!(sb.archived_wal().contains(&newest.to_string()));
     assert!(WalSegment::parse(&newest.to_string()).is_some());
     let age = chrono::Utc::now() - catalog.last_wal_time().expect("a WAL time");

@@ -40,6 +40,15 @@ fn killed(out: &Output, point: &str) {
     );
 }
 
+/// Runs `barkeep <args>` with the fault point set and checks that it died there.
+fn crash_at(sb: &Sandbox, args: &[&str], point: &str) {
+    killed(&barkeep(sb, args, Some(point)), point);
+    assert!(
+        sb.state_dir().join("restore.journal").exists(),
+        "{point}: the journal of the interrupted restore is left for resume"
+    );
+}
+
 fn checksum(sb: &Sandbox) -> String {
     sb.psql("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM t")
 }
@@ -88,43 +97,20 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
     for step in ["plan", "archive", "stop", "set_aside", "recover"] {
         for when in ["started", "finished"] {
             let point = format!("{step}:{when}");
-            let out = barkeep(
-                &sb,
-                &["restore", "start", "--target-time", &target],
-                Some(&point),
-            );
-            killed(&out, &point);
-            assert!(
-                sb.state_dir().join("restore.journal").exists(),
-                "{point}: journal left"
-            );
+            crash_at(&sb, &["restore", "start", "--target-time", &target], &point);
             let s = ok(barkeep(&sb, &["restore", "resume"], None));
             assert_eq!(s["outcome"]["outcome"], "rolled_back", "{point}: {s}");
             assert_rolled_back(&sb, &before, &point);
         }
     }
     let point = "start_paused:started";
-    killed(
-        &barkeep(
-            &sb,
-            &["restore", "start", "--target-time", &target],
-            Some(point),
-        ),
-        point,
-    );
+    crash_at(&sb, &["restore", "start", "--target-time", &target], point);
     ok(barkeep(&sb, &["restore", "resume"], None));
     assert_rolled_back(&sb, &before, point);
 
     // Paused at the target when the crash came: resume brings it back paused.
     let point = "start_paused:finished";
-    killed(
-        &barkeep(
-            &sb,
-            &["restore", "start", "--target-time", &target],
-            Some(point),
-        ),
-        point,
-    );
+    crash_at(&sb, &["restore", "start", "--target-time", &target], point);
     let s = ok(barkeep(&sb, &["restore", "resume"], None));
     assert_eq!(s["state"], "paused", "{point}: {s}");
     assert!(in_recovery(&sb));
@@ -132,14 +118,7 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
 
     // A crash during retry or roll back: resume rolls back.
     let point = "retry:started";
-    killed(
-        &barkeep(
-            &sb,
-            &["restore", "retry", "--target-time", &target],
-            Some(point),
-        ),
-        point,
-    );
+    crash_at(&sb, &["restore", "retry", "--target-time", &target], point);
     ok(barkeep(&sb, &["restore", "resume"], None));
     assert_rolled_back(&sb, &before, point);
     ok(barkeep(
@@ -148,7 +127,7 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
         None,
     ));
     let point = "rollback:started";
-    killed(&barkeep(&sb, &["restore", "rollback"], Some(point)), point);
+    crash_at(&sb, &["restore", "rollback"], point);
     ok(barkeep(&sb, &["restore", "resume"], None));
     assert_rolled_back(&sb, &before, point);
 
@@ -160,7 +139,7 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
             None,
         ));
         assert_eq!(s["state"], "paused");
-        killed(&barkeep(&sb, &["restore", "accept"], Some(point)), point);
+        crash_at(&sb, &["restore", "accept"], point);
         let s = ok(barkeep(&sb, &["restore", "resume"], None));
         assert_eq!(s["outcome"]["outcome"], "accepted", "{point}: {s}");
         assert!(!in_recovery(&sb));
