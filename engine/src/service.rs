@@ -84,6 +84,9 @@ pub trait ServiceControl {
     /// (NixOS' preStart would initdb an empty one). Undone by `release_start_guard`.
     async fn guard_against_start(&self) -> Result<(), ServiceError>;
     async fn release_start_guard(&self) -> Result<(), ServiceError>;
+    /// What the service manager believes (`systemctl is-active`, `pg_ctl status`). For
+    /// display; decisions use `postmaster()`, the proof from the data directory.
+    async fn is_active(&self) -> Result<bool, ServiceError>;
     fn data_dir(&self) -> &Path;
     /// Proof from the data directory, whatever the service manager believes.
     fn postmaster(&self) -> Postmaster {
@@ -270,6 +273,23 @@ impl ServiceControl for PgCtl {
         Ok(())
     }
 
+    async fn is_active(&self) -> Result<bool, ServiceError> {
+        // pg_ctl status: 0 running, 3 not running, 4 no data directory.
+        match run(
+            &self.pg_ctl,
+            &["-D".as_ref(), self.data_dir.as_os_str(), "status".as_ref()],
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(ServiceError::Failed {
+                code: Some(3 | 4), ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn release_start_guard(&self) -> Result<(), ServiceError> {
         Ok(())
     }
@@ -315,6 +335,21 @@ impl ServiceControl for Systemd {
         Ok(())
     }
 
+    async fn is_active(&self) -> Result<bool, ServiceError> {
+        // is-active: 0 active, 3 inactive/failed (and other non-zero codes for unknown units).
+        match run(
+            &self.systemctl,
+            &["is-active".as_ref(), "--quiet".as_ref(), self.unit.as_ref()],
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(ServiceError::Failed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn release_start_guard(&self) -> Result<(), ServiceError> {
         match std::fs::remove_file(&self.start_blocker) {
             Ok(()) => Ok(()),
@@ -354,6 +389,12 @@ impl ServiceControl for Service {
         match self {
             Service::PgCtl(s) => s.release_start_guard().await,
             Service::Systemd(s) => s.release_start_guard().await,
+        }
+    }
+    async fn is_active(&self) -> Result<bool, ServiceError> {
+        match self {
+            Service::PgCtl(s) => s.is_active().await,
+            Service::Systemd(s) => s.is_active().await,
         }
     }
     fn data_dir(&self) -> &Path {

@@ -146,3 +146,24 @@ fn catalog_agrees_with_barman_and_the_window_ends_at_the_last_commit() {
     assert_eq!(s.archive_command, sb.archive_command());
     assert_eq!(s.archive_timeout_secs, 900);
 }
+
+/// pg_ctl service control against the real server: stop is proven from the data directory,
+/// start waits until connections are accepted.
+#[test]
+fn pg_ctl_service_control_stops_provably_and_starts() {
+    use barkeep_engine::service::{Postmaster, ServiceControl};
+    let (sb, engine) = stack(SandboxOptions::default());
+    let rt = runtime();
+    let service = engine.service();
+    assert!(matches!(service.postmaster(), Postmaster::Running { .. }));
+    assert!(rt.block_on(service.is_active()).expect("status"));
+    rt.block_on(service.stop()).expect("stop");
+    assert_eq!(service.postmaster(), Postmaster::Stopped);
+    assert!(!sb.data_dir().join("postmaster.pid").exists());
+    assert!(!rt.block_on(service.is_active()).expect("status"));
+    // Stopping a stopped server is not an error.
+    rt.block_on(service.stop()).expect("stop again");
+    rt.block_on(service.start()).expect("start");
+    assert!(matches!(service.postmaster(), Postmaster::Running { .. }));
+    assert_eq!(sb.psql("SELECT 1").trim(), "1");
+}
