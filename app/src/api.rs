@@ -42,3 +42,39 @@ pub async fn postgres_status() -> Result<PostgresView, ServerFnError> {
     };
     Ok(PostgresView { checked_at, state })
 }
+
+/// Barman's catalog (read from its files, not by spawning barman) and the recovery window.
+#[server]
+pub async fn catalog_overview() -> Result<crate::model::CatalogView, ServerFnError> {
+    use crate::model::{BackupRow, CatalogView};
+    let ctx = server_context()?;
+    let catalog = ctx
+        .engine
+        .catalog()
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let window = engine::window::recovery_window(&catalog, &ctx.config.postgres.bin_dir)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    Ok(CatalogView {
+        backups: catalog
+            .backups
+            .iter()
+            .rev()
+            .map(|b| BackupRow {
+                id: b.id.clone(),
+                status: b.status.as_str().to_owned(),
+                recoverable: b.is_recoverable(),
+                begin: b.begin_time,
+                end: b.end_time,
+                size_bytes: b.size,
+                timeline: b.timeline,
+            })
+            .collect(),
+        earliest: window.earliest,
+        latest: window.latest,
+        last_wal: catalog.last_wal_time(),
+        pending_wal: catalog.incoming.len(),
+        wal_errors: catalog.errors.len(),
+        read_at: chrono::Utc::now(),
+    })
+}

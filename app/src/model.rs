@@ -25,3 +25,31 @@ pub enum PostgresState {
     /// The server does not answer; the text says why, in words a person can act on.
     Down { reason: String },
 }
+
+/// Barman's catalog as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogView {
+    pub backups: Vec<BackupRow>,
+    /// End of the oldest recoverable backup.
+    pub earliest: Option<DateTime<Utc>>,
+    /// Last transaction in archived WAL.
+    pub latest: Option<DateTime<Utc>>,
+    /// When the newest WAL reached Barman (archived or waiting in incoming/).
+    pub last_wal: Option<DateTime<Utc>>,
+    /// WAL files waiting in incoming/ (a long list means `barman cron` is not running).
+    pub pending_wal: usize,
+    /// Files in Barman's errors/ directory.
+    pub wal_errors: usize,
+    pub read_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRow {
+    pub id: String,
+    pub status: String,
+    pub recoverable: bool,
+    pub begin: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub size_bytes: Option<u64>,
+    pub timeline: Option<u32>,
+}

@@ -2,15 +2,16 @@
 
 use leptos::prelude::*;
 
-use crate::api::{postgres_status, PostgresStatus};
-use crate::model::{PostgresState, PostgresView};
+use crate::api::{catalog_overview, postgres_status, PostgresStatus};
+use crate::model::{CatalogView, PostgresState, PostgresView};
 
-/// The dashboard: the state of PostgreSQL, read live from the server.
+/// The dashboard: PostgreSQL and Barman's catalog (backups, recovery window, WAL), read live.
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let refresh = ServerAction::<PostgresStatus>::new();
     // Loaded during server rendering; re-run whenever the button's action finishes.
     let status = Resource::new(move || refresh.version().get(), |_| postgres_status());
+    let catalog = Resource::new(move || refresh.version().get(), |_| catalog_overview());
 
     view! {
         <section class="card" id="postgres">
@@ -36,6 +37,17 @@ pub fn Dashboard() -> impl IntoView {
                     Err(e) => format!("The check failed: {e}"),
                 })}
             </p>
+        </section>
+        <section class="card" id="backups">
+            <h2>"Backups and recovery window"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Reading Barman's catalog…"</p> }>
+                {move || Suspend::new(async move {
+                    match catalog.await {
+                        Ok(view) => catalog_card(view).into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
         </section>
     }
 }
@@ -81,5 +93,71 @@ fn postgres_card(view: PostgresView) -> impl IntoView {
             </dl>
         }
         .into_any(),
+    }
+}
+
+fn utc(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes
+        .map(|b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+fn catalog_card(view: CatalogView) -> impl IntoView {
+    let wal_age = view
+        .last_wal
+        .map(|t| (view.read_at - t).num_seconds().max(0))
+        .map(|s| format!("{s} s ago"))
+        .unwrap_or_else(|| "no WAL yet".to_owned());
+    let window = match (view.earliest, view.latest) {
+        (Some(e), Some(l)) => format!("{} → {}", utc(Some(e)), utc(Some(l))),
+        (Some(e), None) => format!("from {} (no archived transaction yet)", utc(Some(e))),
+        _ => "empty: no finished backup yet".to_owned(),
+    };
+    let rows = view
+        .backups
+        .into_iter()
+        .map(|b| {
+            let class = if b.recoverable { "" } else { "muted" };
+            view! {
+                <tr class=class>
+                    <td class="mono">{b.id}</td>
+                    <td>{utc(b.begin)}</td>
+                    <td>{utc(b.end)}</td>
+                    <td class="num">{mib(b.size_bytes)}</td>
+                    <td class="num">{b.timeline.map(|t| t.to_string()).unwrap_or_default()}</td>
+                    <td>{b.status}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <dl class="facts">
+            <dt>"Recovery window"</dt>
+            <dd id="recovery-window">{window}</dd>
+            <dt>"Last WAL reached Barman"</dt>
+            <dd>{wal_age}</dd>
+            <dt>"WAL waiting in incoming/"</dt>
+            <dd class={if view.pending_wal > 2 { "warn" } else { "" }}>{view.pending_wal}</dd>
+            <dt>"WAL errors"</dt>
+            <dd class={if view.wal_errors > 0 { "warn" } else { "" }}>{view.wal_errors}</dd>
+        </dl>
+        <table id="backup-list">
+            <thead>
+                <tr>
+                    <th>"Backup"</th>
+                    <th>"Began"</th>
+                    <th>"Ended"</th>
+                    <th class="num">"Size"</th>
+                    <th class="num">"Timeline"</th>
+                    <th>"Status"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
     }
 }

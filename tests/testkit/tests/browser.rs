@@ -112,6 +112,16 @@ async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result
         t0.elapsed().as_secs_f64()
     );
 
+    // Barman's catalog: the sandbox's first backup is listed DONE, and the recovery window is shown.
+    let backups = text_of(client, Locator::Css("#backup-list tbody")).await?;
+    if !backups.contains("DONE") {
+        return Err(format!("no DONE backup in the backup list: {backups:?}"));
+    }
+    let window = text_of(client, Locator::Id("recovery-window")).await?;
+    if !window.contains("UTC") {
+        return Err(format!("no recovery window on the page: {window:?}"));
+    }
+
     // Server rendering cannot produce this text: it appears only when the hydrated page runs the
     // button's server action and shows its answer.
     let before = text_of(client, Locator::Id("refresh-result")).await?;
