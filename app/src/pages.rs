@@ -16,14 +16,14 @@ pub fn Dashboard() -> impl IntoView {
     view! {
         <section class="card" id="postgres">
             <h2>"PostgreSQL"</h2>
-            <Suspense fallback=|| view! { <p class="muted">"Asking PostgreSQL…"</p> }>
+            <Transition fallback=|| view! { <p class="muted">"Asking PostgreSQL…"</p> }>
                 {move || Suspend::new(async move {
                     match status.await {
                         Ok(view) => postgres_card(view).into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
-            </Suspense>
+            </Transition>
             <button
                 id="refresh-postgres"
                 on:click=move |_| { refresh.dispatch(PostgresStatus {}); }
@@ -40,14 +40,14 @@ pub fn Dashboard() -> impl IntoView {
         </section>
         <section class="card" id="backups">
             <h2>"Backups and recovery window"</h2>
-            <Suspense fallback=|| view! { <p class="muted">"Reading Barman's catalog…"</p> }>
+            <Transition fallback=|| view! { <p class="muted">"Reading Barman's catalog…"</p> }>
                 {move || Suspend::new(async move {
                     match catalog.await {
                         Ok(view) => catalog_card(view).into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
-            </Suspense>
+            </Transition>
         </section>
     }
 }
