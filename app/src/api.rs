@@ -8,7 +8,6 @@ use crate::model::PostgresView;
 #[cfg(feature = "ssr")]
 #[derive(Clone)]
 pub struct ServerContext {
-    pub config: std::sync::Arc<engine::Config>,
     pub engine: engine::restore::Engine,
 }
 
@@ -24,7 +23,7 @@ pub async fn postgres_status() -> Result<PostgresView, ServerFnError> {
     use crate::model::PostgresState;
     let ctx = server_context()?;
     let checked_at = chrono::Utc::now();
-    let state = match engine::probe::status(&ctx.config.postgres).await {
+    let state = match engine::probe::status(&ctx.engine.config().postgres).await {
         Ok(s) => PostgresState::Up {
             version: s.version,
             in_recovery: s.in_recovery,
@@ -52,7 +51,7 @@ pub async fn catalog_overview() -> Result<crate::model::CatalogView, ServerFnErr
         .engine
         .catalog()
         .map_err(|e| ServerFnError::new(e.to_string()))?;
-    let window = engine::window::recovery_window(&catalog, &ctx.config.postgres.bin_dir)
+    let window = engine::window::recovery_window(&catalog, &ctx.engine.config().postgres.bin_dir)
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(CatalogView {

@@ -1,7 +1,5 @@
 //! The HTTP side: Leptos routes, server functions, the static site.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use app::api::ServerContext;
 use app::{shell, App};
@@ -25,15 +23,15 @@ pub async fn serve(engine: engine::restore::Engine) -> anyhow::Result<()> {
             tracing::error!(error = %e, "an interrupted restore could not be resumed or rolled back")
         }
     }
-    let config = Arc::new(engine.config().clone());
+
     let mut leptos_options = get_configuration(None)
         .context("cannot read the Leptos site settings (LEPTOS_SITE_ROOT, LEPTOS_OUTPUT_NAME)")?
         .leptos_options;
     // barkeep's own file decides where it listens.
-    leptos_options.site_addr = config.listen;
-    let addr = config.listen;
+    let addr = engine.config().listen;
+    leptos_options.site_addr = addr;
 
-    let context = ServerContext { config, engine };
+    let context = ServerContext { engine };
     let routes = generate_route_list(App);
     let router = Router::new()
         .leptos_routes_with_context(

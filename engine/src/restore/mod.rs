@@ -50,18 +50,6 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 9] = [
-        Step::Plan,
-        Step::Archive,
-        Step::Stop,
-        Step::SetAside,
-        Step::Recover,
-        Step::StartPaused,
-        Step::Retry,
-        Step::Accept,
-        Step::Rollback,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Step::Plan => "plan",
@@ -74,10 +62,6 @@ impl Step {
             Step::Accept => "accept",
             Step::Rollback => "rollback",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.name() == s)
     }
 }
 

@@ -208,49 +208,8 @@ impl Engine {
             }
         }
 
-        let backup = match backup_id {
-            Some(id) => {
-                if !crate::validate::is_backup_id(id) {
-                    return Err(RestoreError::UnknownBackup(id.to_owned()));
-                }
-                let b = catalog
-                    .backup(id)
-                    .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
-                if !b.is_recoverable() {
-                    return Err(RestoreError::UnusableBackup {
-                        id: id.to_owned(),
-                        why: format!("its status is {}", b.status.as_str()),
-                    });
-                }
-                if b.end_time.is_some_and(|e| e > target.utc()) {
-                    return Err(RestoreError::UnusableBackup {
-                        id: id.to_owned(),
-                        why: format!(
-                            "it ended at {}, after the target",
-                            b.end_time
-                                .map(|e| TargetTime::new(e).to_string())
-                                .unwrap_or_default()
-                        ),
-                    });
-                }
-                b
-            }
-            None => catalog.backup_for_target(target.utc()).ok_or_else(|| {
-                RestoreError::OutsideWindow {
-                    target,
-                    why: "before every finished backup".into(),
-                }
-            })?,
-        };
+        let backup = select_backup(&catalog, target, backup_id)?;
         let backup_end = backup.end_time.unwrap_or(earliest);
-        let gaps = catalog.wal_gaps(backup);
-        if let Some(first) = gaps.first() {
-            return Err(RestoreError::WalGap {
-                first: first.to_string(),
-                count: gaps.len() - 1,
-            });
-        }
-
         if let (Some(server), Some(ident)) = (
             &server,
             catalog.identity.as_ref().and_then(|i| i.systemid.clone()),
@@ -576,35 +535,16 @@ impl Engine {
         target: TargetTime,
         backup_id: Option<&str>,
     ) -> Result<String, RestoreError> {
-        let earliest = catalog.earliest_recoverable();
-        if earliest.is_none_or(|e| target.utc() < e) {
+        if catalog
+            .earliest_recoverable()
+            .is_none_or(|e| target.utc() < e)
+        {
             return Err(RestoreError::OutsideWindow {
                 target,
                 why: "before the end of the oldest backup".into(),
             });
         }
-        match backup_id {
-            Some(id) => {
-                let b = catalog
-                    .backup(id)
-                    .filter(|_| crate::validate::is_backup_id(id))
-                    .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
-                if !b.is_recoverable() || b.end_time.is_some_and(|e| e > target.utc()) {
-                    return Err(RestoreError::UnusableBackup {
-                        id: id.to_owned(),
-                        why: "it is not finished or ended after the target".into(),
-                    });
-                }
-                Ok(b.id.clone())
-            }
-            None => catalog
-                .backup_for_target(target.utc())
-                .map(|b| b.id.clone())
-                .ok_or_else(|| RestoreError::OutsideWindow {
-                    target,
-                    why: "before every finished backup".into(),
-                }),
-        }
+        select_backup(catalog, target, backup_id).map(|b| b.id.clone())
     }
 
     /// Roll back: the pre-restore data directory goes back in place and is started.
@@ -1148,6 +1088,51 @@ impl Engine {
             )),
         ))
     }
+}
+
+/// The backup a restore to `target` starts from: the named one (it must exist, be finished and
+/// have ended before the target) or the newest that ended before it; with no WAL gap after it.
+fn select_backup<'c>(
+    catalog: &'c Catalog,
+    target: TargetTime,
+    backup_id: Option<&str>,
+) -> Result<&'c crate::catalog::Backup, RestoreError> {
+    let backup =
+        match backup_id {
+            Some(id) => {
+                let b = catalog
+                    .backup(id)
+                    .filter(|_| crate::validate::is_backup_id(id))
+                    .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
+                if !b.is_recoverable() {
+                    return Err(RestoreError::UnusableBackup {
+                        id: id.to_owned(),
+                        why: format!("its status is {}", b.status.as_str()),
+                    });
+                }
+                if let Some(end) = b.end_time.filter(|e| *e > target.utc()) {
+                    return Err(RestoreError::UnusableBackup {
+                        id: id.to_owned(),
+                        why: format!("it ended at {}, after the target", TargetTime::new(end)),
+                    });
+                }
+                b
+            }
+            None => catalog.backup_for_target(target.utc()).ok_or_else(|| {
+                RestoreError::OutsideWindow {
+                    target,
+                    why: "before every finished backup".into(),
+                }
+            })?,
+        };
+    let gaps = catalog.wal_gaps(backup);
+    if let Some(first) = gaps.first() {
+        return Err(RestoreError::WalGap {
+            first: first.to_string(),
+            count: gaps.len() - 1,
+        });
+    }
+    Ok(backup)
 }
 
 async fn set_archive_command(
