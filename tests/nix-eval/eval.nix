@@ -4,7 +4,10 @@
 #   nix-instantiate --eval --strict --json tests/nix-eval/eval.nix --arg lib 'import <nixpkgs.lib>/lib'
 #
 # Returns { failures = [ "..." ]; passed = N; rendered = { ... }; } (scripts/nix-check fails on
-# any failure). Needs nixpkgs' `lib` only; see ./stubs.nix for the little that is stubbed.
+# any failure). Needs nixpkgs' `lib` only. The module is evaluated together with the stand-in of
+# nixpkgs' postgresql module and the NixOS option types in ./stubs.nix, with nixos-26.05's
+# package names: a definition that collides with nixpkgs' own (issue 9: the package mkDefault)
+# or a package nixos-26.05 does not have (python310) fails here as it would there.
 { lib }:
 let
   root = ../..;
@@ -12,6 +15,7 @@ let
   stubs = import ./stubs.nix { inherit lib; };
 
   pg14 = stubs.pkgs.postgresql_14;
+  pgModuleFile = "nixos/modules/services/databases/postgresql.nix";
   systemd = "${stubs.nixosOptions.options.systemd.package.default}";
 
   # Expected files hold @placeholders@ for store paths of the (fake) packages.
@@ -26,8 +30,10 @@ let
     modules:
     lib.evalModules {
       modules = [
-        (root + "/nixos-module/default.nix")
+        # nixpkgs' own modules come first in a NixOS evaluation (module-list.nix), then the user's.
+        stubs.postgresqlModule
         stubs.nixosOptions
+        (root + "/nixos-module/default.nix")
         { _module.args.pkgs = stubs.pkgs; }
         {
           services.barkeep = {
@@ -47,12 +53,54 @@ let
     in
     {
       inherit etc;
-      postgresql = config.services.postgresql.settings;
-      inherit (config.services.postgresql) ensureDatabases;
-      postgresqlUnit = {
-        inherit (config.systemd.services.postgresql) unitConfig;
-        inherit (config.systemd.services.postgresql.serviceConfig) ReadWritePaths;
-      };
+      # The settings barkeep owns (nixpkgs' own hba_file, ident_file, ... are checked apart).
+      postgresql = lib.getAttrs [
+        "wal_level"
+        "archive_mode"
+        "archive_command"
+        "archive_timeout"
+        "port"
+      ] config.services.postgresql.settings;
+      postgresqlAll = config.services.postgresql.settings;
+      inherit (config.services.postgresql)
+        ensureDatabases
+        ensureUsers
+        authentication
+        identMap
+        dataDir
+        ;
+      postgresqlPackage = config.services.postgresql.package.name;
+      # `or null`: a key the module under test does not set fails its check by name, instead of
+      # an uncatchable "attribute missing" stopping the whole test.
+      postgresqlUnit =
+        let
+          unit = config.systemd.services.postgresql;
+        in
+        {
+          inherit (unit) wants partOf;
+          unitConfig = lib.genAttrs [
+            "ConditionPathExists"
+            "StartLimitBurst"
+            "StartLimitIntervalSec"
+          ] (n: unit.unitConfig.${n} or null);
+        }
+        // lib.genAttrs [
+          "ReadWritePaths"
+          "TimeoutSec"
+          "TimeoutStartSec"
+          "Type"
+          "Restart"
+        ] (n: unit.serviceConfig.${n} or null);
+      setupUnit =
+        let
+          unit = config.systemd.services.postgresql-setup;
+        in
+        {
+          inherit (unit) requires after script;
+          unitConfig.ConditionPathExists = unit.unitConfig.ConditionPathExists or null;
+          serviceConfig.SuccessExitStatus = unit.serviceConfig.SuccessExitStatus or null;
+        };
+      postgresqlTarget = config.systemd.targets.postgresql.requires;
       barkeepUnit = config.systemd.services.barkeep.serviceConfig;
       barkeepEnv = config.systemd.services.barkeep.environment;
       scripts = lib.mapAttrs (_: u: u.script) config.systemd.services;
@@ -79,6 +127,8 @@ let
           openFirewall = true;
           usersFile = "/run/secrets/barkeep-users";
           stateDir = "/srv/barkeep";
+          verifyRole = "verify_app";
+          postgresqlStartTimeout = "infinity";
           barman = {
             server = "main";
             keep = 5;
@@ -94,6 +144,8 @@ let
         };
         services.postgresql.settings.port = 5433;
         services.postgresql.dataDir = "/srv/postgresql/14";
+        # A rule of the host's own: barkeep's must still come first.
+        services.postgresql.authentication = "local app app md5";
       }
     ]).config;
 
@@ -148,6 +200,37 @@ let
       modules = [ { security.polkit.enable = false; } ];
       message = "needs security.polkit.enable";
     };
+    databaseNotPlain = {
+      modules = [ { services.barkeep.database = "app'; DROP"; } ];
+      message = "services.barkeep.database = ";
+    };
+    hbaReplaced = {
+      modules = [
+        {
+          services.barkeep.database = "app";
+          services.postgresql.authentication = lib.mkForce "local all all peer";
+        }
+      ];
+      message = "the first rule that applies to barkeep's verify role";
+    };
+    hbaShadowed = {
+      modules = [
+        {
+          services.barkeep.database = "app";
+          services.postgresql.authentication = lib.mkOrder 100 "local all all trust";
+        }
+      ];
+      message = "the first rule that applies to barkeep's verify role";
+    };
+    identReplaced = {
+      modules = [
+        {
+          services.barkeep.database = "app";
+          services.postgresql.identMap = lib.mkForce "postgres postgres postgres";
+        }
+      ];
+      message = "must contain \"barkeep postgres barkeep_verify\"";
+    };
   };
 
   negativeChecks = lib.mapAttrsToList (
@@ -155,10 +238,11 @@ let
     let
       failed = (rendered (eval case.modules).config).failedAssertions;
       hit = lib.any (m: lib.hasInfix case.message m) failed;
+      r = builtins.tryEval (builtins.deepSeq failed (hit && builtins.length failed == 1));
     in
     {
       name = "negative/${name}";
-      ok = hit && builtins.length failed == 1;
+      ok = r.success && r.value;
       detail = "expected exactly one failed assertion containing ${builtins.toJSON case.message}, got ${builtins.toJSON failed}";
     }
   ) negative;
@@ -168,24 +252,188 @@ let
     usersFileInStore = [ { services.barkeep.usersFile = "${builtins.storeDir}/aaaa-users"; } ];
     usersFileRelative = [ { services.barkeep.usersFile = "users"; } ];
     stateDirRelative = [ { services.barkeep.stateDir = "var/lib/barkeep"; } ];
+    verifyRoleNotPlain = [ { services.barkeep.verifyRole = "v; DROP"; } ];
+    startTimeoutZero = [ { services.barkeep.postgresqlStartTimeout = 0; } ];
+    # nixos/lib/systemd-unit-options.nix: two values of one [Service] key at one priority.
+    timeoutConflict = [ { systemd.services.postgresql.serviceConfig.TimeoutSec = 3600; } ];
     barmanHomeWithSpace = [ { services.barkeep.barman.settings.barman.barman_home = "/var/lib/my barman"; } ];
     badLogLevel = [ { services.barkeep.barman.settings.barman.log_level = "LOUD"; } ];
   };
   typeChecks = lib.mapAttrsToList (name: modules: {
     name = "type-error/${name}";
-    ok = !(builtins.tryEval (builtins.deepSeq (rendered (eval modules).config).etc true)).success;
+    ok =
+      !(builtins.tryEval (
+        builtins.deepSeq (
+          let
+            r = rendered (eval modules).config;
+          in
+          [
+            r.etc
+            r.postgresqlUnit
+          ]
+        ) true
+      )).success;
     detail = "expected an evaluation error";
   }) typeErrors;
 
   seedArchiveCommand = "test ! -f /var/lib/barman/pg/incoming/%f && cp %p /var/lib/barman/pg/incoming/%f";
 
-  eq = name: got: want: {
-    inherit name;
-    ok = got == want;
-    detail = "got ${builtins.toJSON got}, want ${builtins.toJSON want}";
-  };
+  # A check that cannot be evaluated (a `throw` in the module or the stand-ins) fails by name
+  # instead of stopping the whole test.
+  eq =
+    name: got: want:
+    let
+      r = builtins.tryEval (builtins.deepSeq got (got == want));
+    in
+    {
+      inherit name;
+      ok = r.success && r.value;
+      detail =
+        if r.success then
+          "got ${builtins.toJSON got}, want ${builtins.toJSON want}"
+        else
+          "does not evaluate (run nix-instantiate on tests/nix-eval/eval.nix for the error)";
+    };
+  lines = text: builtins.filter (l: l != "") (lib.splitString "\n" text);
+  # The index of the first line with `infix` in `text` (-1 if none).
+  indexOf =
+    infix: text:
+    let
+      ls = lib.splitString "\n" text;
+      hits = builtins.filter (i: lib.hasInfix infix (builtins.elemAt ls i)) (
+        lib.range 0 (builtins.length ls - 1)
+      );
+    in
+    if hits == [ ] then -1 else builtins.head hits;
 
   checks = [
+    # issue 9: the real nixpkgs 26.05 (stand-ins of ./stubs.nix)
+    (eq "nixpkgs-26.05/postgresql.package (nixpkgs' mkDefault + barkeep's)" defaults.postgresqlPackage
+      "postgresql-14.23"
+    )
+    (eq "nixpkgs-26.05/dataDir (nixpkgs' mkDefault)" defaults.dataDir "/var/lib/postgresql/14")
+    (eq "nixpkgs-26.05/stateVersion 25.11 still gets 14" (rendered (eval [
+      { system.stateVersion = "25.11"; }
+    ]).config).postgresqlPackage "postgresql-14.23")
+    (eq "nixpkgs-26.05/host's own package wins, and the assertion sees it"
+      (rendered (eval [ { services.postgresql.package = stubs.pkgs.postgresql_17; } ]).config)
+      .failedAssertions
+      [
+        (builtins.head (
+          builtins.filter (m: lib.hasInfix "supports PostgreSQL 14 only" m) (
+            rendered (eval [ { services.postgresql.package = stubs.pkgs.postgresql_17; } ]).config
+          ).failedAssertions
+        ))
+      ]
+    )
+    (eq "nixpkgs-26.05/postgresql.service: nixpkgs' Type, Restart, TimeoutSec kept" [
+      defaults.postgresqlUnit.Type
+      defaults.postgresqlUnit.Restart
+      defaults.postgresqlUnit.TimeoutSec
+    ] [ "notify" "always" 120 ])
+    (eq "nixpkgs-26.05/postgresql.service: start timeout for a paused restore" [
+      defaults.postgresqlUnit.TimeoutStartSec
+      custom.postgresqlUnit.TimeoutStartSec
+    ] [ 3600 "infinity" ])
+    (eq "nixpkgs-26.05/postgresql.service: StartLimitBurst over nixpkgs' 5, interval nixpkgs'" [
+      defaults.postgresqlUnit.unitConfig.StartLimitBurst
+      defaults.postgresqlUnit.unitConfig.StartLimitIntervalSec
+    ] [ 20 605 ])
+    (eq "nixpkgs-26.05/postgresql.target requires postgresql-setup" defaults.postgresqlTarget [
+      "postgresql.service"
+      "postgresql-setup.service"
+    ])
+    (eq "nixpkgs-26.05/postgresql-setup: skipped with postgresql.service (start guard)"
+      defaults.setupUnit.unitConfig.ConditionPathExists
+      defaults.postgresqlUnit.unitConfig.ConditionPathExists
+    )
+    (eq "nixpkgs-26.05/postgresql-setup: stopped while waiting is no failure"
+      defaults.setupUnit.serviceConfig.SuccessExitStatus
+      "SIGTERM"
+    )
+    (eq "nixpkgs-26.05/postgresql-setup: waits quietly while in recovery, before nixpkgs' loop" (
+      let
+        script = defaults.setupUnit.script;
+        mine = indexOf "barkeep: a restore paused at its target" script;
+      in
+      mine >= 0 && mine < indexOf "check-connection() {" script
+    ) true)
+    (eq "nixpkgs-26.05/postgresql-setup: verify grant after nixpkgs' ensureUsers" (
+      let
+        script = custom.setupUnit.script;
+      in
+      [
+        (indexOf "CREATE USER \"verify_app\"" script < indexOf "GRANT %I TO %I" script)
+        (indexOf "ALTER DATABASE \"app\" OWNER TO \"app\"" script < indexOf "GRANT %I TO %I" script)
+        (indexOf "GRANT %I TO %I" script > 0)
+      ]
+    ) [ true true true ])
+    (eq "nixpkgs-26.05/postgresql-setup: verify role's clauses" (builtins.filter (
+      l: lib.hasInfix "ALTER ROLE \"verify_app\"" l
+    ) (map lib.trim (lines custom.setupUnit.script))) [
+      "psql -tAc 'ALTER ROLE \"verify_app\" nobypassrls nocreatedb nocreaterole login noreplication nosuperuser'"
+    ])
+    (eq "custom/verify-role.sql" (
+      let
+        script = custom.setupUnit.script;
+        from = indexOf "DO $barkeep$" script;
+        to = indexOf "$barkeep$;" script;
+        ls = lib.splitString "\n" script;
+      in
+      lib.concatMapStrings (i: builtins.elemAt ls i + "\n") (lib.range from to)
+    ) (expected "custom/verify-role.sql"))
+    (eq "custom/pg_hba.conf (barkeep's line first, nixpkgs' defaults last)" custom.authentication (
+      expected "custom/pg_hba.conf"
+    ))
+    (eq "custom/pg_ident.conf" custom.identMap (expected "custom/pg_ident.conf"))
+    (eq "custom/hba_file and ident_file are these texts" [
+      (lib.hasSuffix "-pg_hba.conf" custom.postgresqlAll.hba_file)
+      (lib.hasSuffix "-pg_ident.conf" custom.postgresqlAll.ident_file)
+    ] [ true true ])
+    (eq "custom/ensureUsers: owner role (ensureDBOwnership), verify role (no superuser rights)"
+      custom.ensureUsers
+      [
+        {
+          name = "app";
+          ensureDBOwnership = true;
+          ensureClauses = {
+            superuser = null;
+            createrole = null;
+            createdb = null;
+            "inherit" = null;
+            login = null;
+            replication = null;
+            bypassrls = null;
+          };
+        }
+        {
+          name = "verify_app";
+          ensureDBOwnership = false;
+          ensureClauses = {
+            superuser = false;
+            createrole = false;
+            createdb = false;
+            "inherit" = null;
+            login = true;
+            replication = false;
+            bypassrls = false;
+          };
+        }
+      ]
+    )
+    (eq "default/pg_hba.conf: barkeep's line for the postgres database" (lines defaults.authentication) [
+      "# Generated file; do not edit!"
+      "local postgres barkeep_verify peer map=barkeep"
+      "# default value of services.postgresql.authentication"
+      "local all postgres         peer map=postgres"
+      "local all all              peer"
+      "host  all all 127.0.0.1/32 md5"
+      "host  all all ::1/128      md5"
+    ])
+    (eq "default/ensureUsers: only the verify role (postgres owns the postgres database)" (map (
+      u: u.name
+    ) defaults.ensureUsers) [ "barkeep_verify" ])
+
     # pure functions
     (eq "lib/archiveCommand" (blib.archiveCommand {
       barmanHome = "/var/lib/barman";
@@ -327,7 +575,9 @@ let
     (eq "default/polkit" defaults.polkit (expected "default/polkit.js"))
     (eq "default/firewall" defaults.firewall [ ])
     (eq "default/assertions" defaults.failedAssertions [ ])
-    (eq "default/warnings" defaults.warnings [ ])
+    (eq "default/warnings: the postgres database gives the verify role nothing" (map (
+      w: lib.hasInfix "verify queries can read only what PUBLIC may read" w
+    ) defaults.warnings) [ true ])
 
     # the module, other options
     (eq "custom/barman.conf" custom.etc."barman.conf" (expected "custom/barman.conf"))
@@ -341,8 +591,10 @@ let
       port = 5433;
     })
     (eq "custom/ensureDatabases" custom.ensureDatabases [ "app" ])
+    # nixpkgs adds a data directory other than its default to ReadWritePaths itself.
     (eq "custom/postgresql.ReadWritePaths" custom.postgresqlUnit.ReadWritePaths [
       "/srv/barman/main/incoming"
+      "/srv/postgresql/14"
     ])
     (eq "custom/postgresql.conditions" custom.postgresqlUnit.unitConfig.ConditionPathExists [
       "|/srv/postgresql/14/PG_VERSION"
@@ -360,7 +612,12 @@ let
     (eq "custom/firewall" custom.firewall [ 9090 ])
     (eq "custom/assertions" custom.failedAssertions [ ])
     (eq "barman-3.15/warning" (builtins.length
-      (rendered (eval [ { services.barkeep.barman.package = stubs.barman315; } ]).config).warnings
+      (rendered (eval [
+        {
+          services.barkeep.database = "app";
+          services.barkeep.barman.package = stubs.barman315;
+        }
+      ]).config).warnings
     ) 1)
   ]
   ++ negativeChecks

@@ -1,10 +1,12 @@
-# The flake's wiring, evaluated here without nixpkgs: flake.nix's `outputs` called with a stand-in
-# for the nixpkgs input (nixpkgs' real `lib`, and fake packages and builders from ./stubs.nix
-# that return their arguments). Yields the output names, the VM tests' Python scripts (for a
-# syntax check) and the failed assertions of the VM test machine and the demo VM evaluated with
-# the real module. The NixOS options those two configurations set besides services.barkeep
-# (virtualisation.*, networking.hostName, systemd.sockets, ...) are accepted by a freeform
-# top level here: only services.barkeep and the options in ./stubs.nix are typed.
+# The flake's wiring, evaluated here without nixpkgs: flake.nix's `outputs` called with stand-ins
+# for its inputs (nixpkgs' real `lib`; the package sets of ./stubs.nix with the attribute names
+# nixos-26.05 and nixos-25.11 really have, whose `callPackage` is nixpkgs' own
+# lib.callPackageWith, so a file asking for an attribute the release lacks aborts as in nixpkgs).
+# Yields the output names, every package and the dev shell forced, the VM tests' Python scripts
+# (for a syntax check) and the VM test machines and the demo VM evaluated with the real module
+# and the stand-in of nixpkgs' postgresql module. The NixOS options those configurations set
+# besides services.barkeep and the options in ./stubs.nix (virtualisation.*, networking.hostName,
+# systemd.sockets, ...) are accepted by a freeform top level here.
 { lib }:
 let
   root = ../..;
@@ -12,31 +14,31 @@ let
   flake = import (root + "/flake.nix");
   stubs = import ./stubs.nix { inherit lib; };
 
-  fakePkgs = stubs.pkgs // {
-    callPackage =
-      fn: _args:
-      if baseNameOf (toString fn) == "barman.nix" then
-        stubs.barman
-      else
-        stubs.fakeDrv "callPackage-${baseNameOf (toString fn)}" { };
-    runCommand =
-      name: _env: _script:
-      stubs.fakeDrv name { };
-    testers.runNixOSTest = args: args;
-    mkShell = args: args;
-    nixfmt = stubs.fakeDrv "nixfmt" { };
-  };
+  fakePkgs = stubs.pkgs2605;
 
-  nixpkgs = {
-    lib = lib // {
-      nixosSystem = _args: {
-        config.system.build.vm = stubs.fakeDrv "nixos-vm" { };
+  inputStandIns = {
+    nixpkgs = {
+      lib = lib // {
+        nixosSystem = _args: {
+          config.system.build.vm = stubs.fakeDrv "nixos-vm" { };
+        };
       };
+      legacyPackages.${system} = fakePkgs;
     };
-    legacyPackages.${system} = fakePkgs;
+    # nixos-25.11, for Barman's Python 3.10 only.
+    nixpkgs-python310 = {
+      inherit lib;
+      legacyPackages.${system} = stubs.pkgs2511;
+    };
   };
 
-  outputs = flake.outputs { inherit self nixpkgs; };
+  # Exactly the inputs flake.nix declares (an input without a stand-in is an error here).
+  inputs = lib.mapAttrs (
+    name: _:
+    inputStandIns.${name} or (throw "tests/nix-eval/flake-outputs.nix: no stand-in for input ${name}")
+  ) flake.inputs;
+
+  outputs = flake.outputs (inputs // { inherit self; });
   self = outputs // {
     outPath = toString root;
   };
@@ -45,6 +47,7 @@ let
     modules:
     (lib.evalModules {
       modules = [
+        stubs.postgresqlModule
         stubs.nixosOptions
         {
           _module.args.pkgs = fakePkgs;
@@ -59,31 +62,46 @@ let
     map (a: a.message) (lib.filter (a: !a.assertion) config.assertions) ++ config.warnings;
 
   vmTests = lib.filterAttrs (n: _: lib.hasPrefix "vm-" n) outputs.checks.${system};
-in
-{
-  inputs = builtins.attrNames flake.inputs;
-  nixpkgsUrl = flake.inputs.nixpkgs.url;
-  packages = builtins.attrNames outputs.packages.${system};
-  checks = builtins.attrNames outputs.checks.${system};
-  nixEvalCheck = outputs.checks.${system}.nix-eval.name;
-  apps = lib.mapAttrs (_: a: { inherit (a) type program; }) outputs.apps.${system};
-  nixosModules = lib.mapAttrs (_: builtins.isFunction) outputs.nixosModules;
-  devShells = builtins.attrNames outputs.devShells.${system};
-  formatter = outputs.formatter.${system}.name;
 
-  testNames = lib.mapAttrs (_: t: t.name) vmTests;
-  testScripts = lib.mapAttrs (_: t: t.testScript) vmTests;
-  testMachines = lib.mapAttrs (
-    _: t:
+  machine =
+    config:
     let
-      config = evalNixos [ t.nodes.machine ];
+      barman = config.services.barkeep.barman.package;
     in
     {
       failed = failedAssertions config;
       barkeepToml = config.environment.etc."barkeep/barkeep.toml".text;
       serverConf = config.environment.etc."barman.d/pg.conf".text;
-    }
-  ) vmTests;
+      postgresql = config.services.postgresql.package.name;
+      barman = {
+        inherit (barman) name version;
+        python = barman.pythonVersion or null;
+      };
+      pgHba = config.services.postgresql.authentication;
+      setupConditions = config.systemd.services.postgresql-setup.unitConfig.ConditionPathExists or null;
+    };
+in
+{
+  inputs = builtins.attrNames flake.inputs;
+  inputUrls = lib.mapAttrs (_: i: i.url) flake.inputs;
+  # Each package forced: a callPackage of a file asking for an attribute nixos-26.05 lacks
+  # aborts here.
+  packages = lib.mapAttrs (_: p: {
+    inherit (p) name;
+    version = p.version or null;
+    python = p.pythonVersion or null;
+  }) outputs.packages.${system};
+  checks = builtins.attrNames outputs.checks.${system};
+  nixEvalCheck = outputs.checks.${system}.nix-eval.name;
+  apps = lib.mapAttrs (_: a: { inherit (a) type program; }) outputs.apps.${system};
+  nixosModules = lib.mapAttrs (_: builtins.isFunction) outputs.nixosModules;
+  devShells = builtins.attrNames outputs.devShells.${system};
+  devShellPackages = map (p: p.name) outputs.devShells.${system}.default.packages;
+  formatter = outputs.formatter.${system}.name;
+
+  testNames = lib.mapAttrs (_: t: t.name) vmTests;
+  testScripts = lib.mapAttrs (_: t: t.testScript) vmTests;
+  testMachines = lib.mapAttrs (_: t: machine (evalNixos [ t.nodes.machine ])) vmTests;
   # The same modules as the flake's demo VM (apps.vm).
   demo =
     let
@@ -92,8 +110,8 @@ in
         (root + "/nix/demo-vm.nix")
       ];
     in
-    {
-      failed = failedAssertions config;
+    machine config
+    // {
       listen = config.systemd.services.barkeep.environment.LEPTOS_SITE_ADDR;
       forwardPorts = config.virtualisation.vmVariant.virtualisation.forwardPorts;
     };
