@@ -1,16 +1,33 @@
 {
   description = "barkeep: point-in-time recovery appliance for PostgreSQL 14 + Barman 3.3.0";
 
-  # The only input. nixos-26.05: postgresql_14, python310, rustc with the wasm32 std, lld,
-  # binaryen, cargo-leptos, testers.runNixOSTest.
+  # Two inputs (see README.md, "Two nixpkgs"):
+  # - nixpkgs, nixos-26.05: everything (postgresql_14, rustc with the wasm32 std, lld, binaryen,
+  #   cargo-leptos, buildWasmBindgenCli, the NixOS modules, testers.runNixOSTest);
+  # - nixpkgs-python310, nixos-25.11: ONLY Barman's interpreter and its Python packages.
+  #   nixos-26.05 has no python310 (dropped before the branch-off, NixOS/nixpkgs#490538), and
+  #   Barman 3.3.0 imports distutils, which Python 3.12 removed.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+  inputs.nixpkgs-python310.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
-    { self, nixpkgs }:
+    {
+      self,
+      nixpkgs,
+      nixpkgs-python310,
+    }:
     let
       system = "x86_64-linux";
       pkgs = nixpkgs.legacyPackages.${system};
       inherit (nixpkgs) lib;
+
+      # Barman 3.3.0 on nixos-25.11's Python 3.10, everything else of it (rsync, lib) from
+      # `pkgs` (nixos-26.05 for this flake's outputs, the host's nixpkgs in the module).
+      barmanFor =
+        pkgs:
+        pkgs.callPackage ./nixos-module/barman.nix {
+          inherit (nixpkgs-python310.legacyPackages.${pkgs.stdenv.hostPlatform.system}) python310;
+        };
 
       vmTest = file: import file { inherit pkgs self; };
 
@@ -26,16 +43,18 @@
       packages.${system} = {
         default = self.packages.${system}.barkeep;
         barkeep = pkgs.callPackage ./nix/package.nix { };
-        barman = pkgs.callPackage ./nixos-module/barman.nix { };
+        barman = barmanFor pkgs;
         inherit (self.packages.${system}.barkeep.passthru) wasm-bindgen-cli;
       };
 
-      # services.barkeep, with the package defaulting to this flake's build (for any system).
+      # services.barkeep, with the package defaulting to this flake's build and Barman to 3.3.0
+      # on Python 3.10 from nixos-25.11 (for any system).
       nixosModules.default =
         { lib, pkgs, ... }:
         {
           imports = [ ./nixos-module ];
           services.barkeep.package = lib.mkDefault (pkgs.callPackage ./nix/package.nix { });
+          services.barkeep.barman.package = lib.mkDefault (barmanFor pkgs);
         };
       nixosModules.barkeep = self.nixosModules.default;
 

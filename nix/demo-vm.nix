@@ -63,6 +63,9 @@ in
     };
     script = ''
       psql -X -v ON_ERROR_STOP=1 -d app <<'SQL'
+      -- as the application's role, which owns the database: barkeep's verify role reads what
+      -- belongs to it
+      SET ROLE app;
       CREATE TABLE IF NOT EXISTS orders (
         id bigserial PRIMARY KEY,
         customer text NOT NULL,

@@ -50,6 +50,12 @@ let
   ];
   fileset = lib.fileset.unions (sourcePaths ++ map lib.fileset.maybeMissing optionalSourcePaths);
 in
+# The pinned nixpkgs' rustc must be at least the workspace's rust-version (Cargo.toml): on a
+# pin whose rustc is older the build would fail late, inside cargo; fail at evaluation instead.
+assert lib.assertMsg (lib.versionAtLeast rustc.version workspace.workspace.package.rust-version) ''
+  nix/package.nix: the pinned nixpkgs has rustc ${rustc.version}, but Cargo.toml's rust-version is
+  ${workspace.workspace.package.rust-version}. Update the nixpkgs input or lower rust-version (docs/nix.md).
+'';
 assert lib.assertMsg (lockedWasmBindgen == [ wasmBindgenVersion ]) ''
   nix/package.nix builds wasm-bindgen-cli ${wasmBindgenVersion}, but Cargo.lock has wasm-bindgen
   ${builtins.toJSON lockedWasmBindgen}: cargo-leptos needs both to be equal. Update

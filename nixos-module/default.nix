@@ -14,7 +14,10 @@ let
     literalMD
     mkDefault
     mkEnableOption
+    mkAfter
+    mkBefore
     mkIf
+    mkMerge
     mkOption
     mkOverride
     mkPackageOption
@@ -52,6 +55,42 @@ let
   archiveCommand = blib.archiveCommand { inherit barmanHome server; };
 
   pgPackage = pgCfg.package;
+
+  # The application database belongs to the role of the same name (nixpkgs' ensureDBOwnership),
+  # a LOGIN role without superuser; barkeep's verify role is made a member of it. The "postgres"
+  # database belongs to the superuser: the verify role then gets nothing (see the warning).
+  ownDatabase = cfg.database != "postgres";
+  verifyHbaLine = blib.verifyHbaLine {
+    inherit (cfg) database;
+    role = cfg.verifyRole;
+  };
+  verifyIdentLine = blib.verifyIdentLine {
+    osUser = barmanUser;
+    role = cfg.verifyRole;
+  };
+  # pg_hba.conf is first-match: the first rule that could apply to the verify role connecting
+  # over the socket to the database must be barkeep's own.
+  hbaRules = builtins.filter (
+    l: l != "" && !lib.hasPrefix "#" l
+  ) (map lib.trim (lib.splitString "\n" pgCfg.authentication));
+  hbaTokens = l: builtins.filter (t: builtins.isString t && t != "") (builtins.split "[ \t]+" l);
+  mayMatch =
+    value: token: token == "all" || token == value || builtins.match "[+@].*|.*,.*|\".*" token != null;
+  firstVerifyRule = lib.findFirst (
+    l:
+    let
+      t = hbaTokens l;
+    in
+    builtins.length t >= 3
+    && builtins.elemAt t 0 == "local"
+    && mayMatch cfg.database (builtins.elemAt t 1)
+    && mayMatch cfg.verifyRole (builtins.elemAt t 2)
+  ) null hbaRules;
+
+  postgresqlStartConditions = blib.postgresqlStartConditions {
+    inherit (pgCfg) dataDir;
+    inherit (cfg) stateDir;
+  };
   pgBinDir = "${pgPackage}/bin";
   pgPort = pgCfg.settings.port;
 
@@ -78,6 +117,7 @@ let
       barmanTimeout = cfg.barman.timeoutSecs;
       systemctl = "${config.systemd.package}/bin/systemctl";
       unit = "postgresql.service";
+      verifyUser = cfg.verifyRole;
     }
   );
 
@@ -202,6 +242,38 @@ in
       '';
     };
 
+    verifyRole = mkOption {
+      type = types.strMatching "[A-Za-z_][A-Za-z0-9_]*" // {
+        description = "PostgreSQL role name (letters, digits and _)";
+      };
+      default = "barkeep_verify";
+      description = ''
+        PostgreSQL role that barkeep's read-only verify queries run as, while a restore is
+        paused at its target (`postgres.verify_user` in barkeep.toml). The module creates it
+        with `services.postgresql.ensureUsers` as LOGIN, NOSUPERUSER, NOCREATEDB, NOCREATEROLE,
+        NOREPLICATION, NOBYPASSRLS; `postgresql-setup.service` makes it a member of the role
+        that owns [](#opt-services.barkeep.database) (the role of the same name) and of
+        nothing else, so it reads what the application reads and cannot become a superuser, read
+        or write server files or run programs. It connects only to that database, over the
+        socket, by peer authentication of barkeep's OS user (`postgres`) through the ident map
+        `barkeep`. Created at set-up, so every backup taken afterwards contains it.
+      '';
+    };
+
+    postgresqlStartTimeout = mkOption {
+      type = types.either types.ints.positive (types.enum [ "infinity" ]);
+      default = 3600;
+      example = "infinity";
+      description = ''
+        `TimeoutStartSec` of `postgresql.service`, in seconds. nixpkgs' unit is `Type=notify`
+        with `TimeoutSec=120`: a start that is not ready within it is killed and, with
+        `Restart=always`, started again. A restored cluster that barkeep starts paused at its
+        target is ready only once recovery has replayed the WAL up to a consistent state, which
+        for a large or busy backup takes longer than 2 minutes; crash recovery after an unclean
+        stop may too. The stop timeout stays nixpkgs' 120 s.
+      '';
+    };
+
     archiveTimeout = mkOption {
       type = types.ints.unsigned;
       default = 900;
@@ -215,8 +287,23 @@ in
     barman = {
       package = mkOption {
         type = types.package;
-        default = pkgs.callPackage ./barman.nix { };
-        defaultText = literalMD "Barman 3.3.0 on Python 3.10, built by `nixos-module/barman.nix`";
+        # Python 3.10 is not in nixos-26.05: the flake's nixosModules.default sets this option to
+        # Barman built with python310 from its nixos-25.11 input.
+        default =
+          if pkgs ? python310 then
+            pkgs.callPackage ./barman.nix { }
+          else
+            throw ''
+              services.barkeep.barman.package: this nixpkgs has no python310 (nixos-26.05 dropped it),
+              and Barman 3.3.0 needs Python 3.10 or 3.11 (distutils). Import barkeep's flake module
+              (nixosModules.default), which builds Barman with python310 from nixos-25.11, or set
+              services.barkeep.barman.package yourself, e.g. to
+              pkgs.callPackage "''${barkeep}/nixos-module/barman.nix" { python310 = <a Python 3.10>; }.
+            '';
+        defaultText = literalMD ''
+          Barman 3.3.0 on Python 3.10, built by `nixos-module/barman.nix`; with the flake's
+          `nixosModules.default`, Python 3.10 comes from nixos-25.11
+        '';
         description = "The Barman package. barkeep is written and tested against Barman 3.3.0.";
       };
 
@@ -408,6 +495,30 @@ in
         '';
       }
       {
+        assertion = blib.isPlainName cfg.database;
+        message = ''
+          services.barkeep.database = ${builtins.toJSON cfg.database} is not a plain name: use letters,
+          digits, - and _ only (it is written into pg_hba.conf and SQL).
+        '';
+      }
+      {
+        assertion = !blib.isPlainName cfg.database || firstVerifyRule == verifyHbaLine;
+        message = ''
+          services.postgresql.authentication: the first rule that applies to barkeep's verify role
+          (${cfg.verifyRole}) connecting to ${cfg.database} must be barkeep's
+          "${verifyHbaLine}", found ${builtins.toJSON firstVerifyRule}. Do not replace the
+          authentication with mkForce without keeping that line first.
+        '';
+      }
+      {
+        assertion = lib.elem verifyIdentLine (map lib.trim (lib.splitString "\n" pgCfg.identMap));
+        message = ''
+          services.postgresql.identMap must contain "${verifyIdentLine}" (barkeep's OS user may
+          connect as its verify role), found:
+          ${pgCfg.identMap}
+        '';
+      }
+      {
         assertion = blib.isIpLiteral cfg.listenAddress;
         message = ''
           services.barkeep.listenAddress = ${builtins.toJSON cfg.listenAddress} must be an IP address
@@ -481,20 +592,75 @@ in
       }
     ];
 
-    warnings = optional (lib.getVersion cfg.barman.package != "3.3.0") ''
-      services.barkeep.barman.package is Barman ${lib.getVersion cfg.barman.package}; barkeep reads
-      Barman's on-disk catalog and is tested against 3.3.0 only.
-    '';
+    warnings =
+      optional (lib.getVersion cfg.barman.package != "3.3.0") ''
+        services.barkeep.barman.package is Barman ${lib.getVersion cfg.barman.package}; barkeep reads
+        Barman's on-disk catalog and is tested against 3.3.0 only.
+      ''
+      ++ optional (!ownDatabase) ''
+        services.barkeep.database is "postgres", which belongs to the PostgreSQL superuser: barkeep's
+        verify role (${cfg.verifyRole}) is granted nothing (a member of a superuser's role can become
+        superuser), so verify queries can read only what PUBLIC may read. Set
+        services.barkeep.database to the application's database (owned by the role of that name).
+      '';
 
     # --- PostgreSQL 14 with continuous archiving into Barman's incoming directory -------------
     services.postgresql = {
       enable = true;
-      package = mkDefault pkgs.postgresql_14;
+      # nixpkgs' postgresql module defines the package itself with mkDefault (by stateVersion): one
+      # step above it, still below any plain definition of the host (checked by the assertion).
+      package = mkOverride 999 pkgs.postgresql_14;
       settings = blib.postgresqlSettings {
         inherit barmanHome server;
         inherit (cfg) archiveTimeout;
       };
-      ensureDatabases = optional (cfg.database != "postgres") cfg.database;
+      ensureDatabases = optional ownDatabase cfg.database;
+      ensureUsers =
+        optional ownDatabase {
+          name = cfg.database;
+          ensureDBOwnership = true;
+        }
+        ++ [
+          {
+            name = cfg.verifyRole;
+            ensureClauses = {
+              login = true;
+              superuser = false;
+              createdb = false;
+              createrole = false;
+              replication = false;
+              bypassrls = false;
+            };
+          }
+        ];
+      # First-match: before nixpkgs' defaults (mkAfter) and the host's own rules.
+      authentication = mkBefore verifyHbaLine;
+      identMap = verifyIdentLine;
+    };
+
+    # nixpkgs' postgresql.target requires postgresql-setup.service, which waits for the server
+    # to leave recovery, then creates databases and roles (ensureDatabases/ensureUsers).
+    systemd.services.postgresql-setup = {
+      # Skipped with postgresql.service while a restore holds the data directory: it would
+      # otherwise find no server and exit 1 (a failed unit).
+      unitConfig = postgresqlStartConditions;
+      # barkeep stops postgresql.service while this unit still waits for a paused restore to
+      # leave recovery (a roll back, a retry); Requires= stops it first, with SIGTERM. For a
+      # Type=oneshot unit systemd counts that as a failure unless the signal is listed here.
+      serviceConfig.SuccessExitStatus = "SIGTERM";
+      script = mkMerge [
+        (mkBefore blib.setupWaitWhileRecovering)
+        # After ensureUsers: both roles exist and the database belongs to its owner role.
+        (mkAfter ''
+          # barkeep: ${cfg.verifyRole} is a member of ${cfg.database}'s owner role and nothing else
+          psql -d postgres -X -v ON_ERROR_STOP=1 <<'BARKEEP_SQL'
+          ${blib.verifyGrantSql {
+            role = cfg.verifyRole;
+            owner = cfg.database;
+          }}
+          BARKEEP_SQL
+        '')
+      ];
     };
 
     systemd.services.postgresql = {
@@ -505,12 +671,9 @@ in
       # a start condition rather than `systemctl mask --runtime`, which barkeep could not be
       # allowed to do without root-equivalent rights (polkit cannot scope
       # org.freedesktop.systemd1.manage-unit-files to one unit) and which a reboot forgets.
-      unitConfig =
-        blib.postgresqlStartConditions {
-          inherit (pgCfg) dataDir;
-          inherit (cfg) stateDir;
-        }
-        // {
+      # A paused restore is ready (Type=notify) only once replay is consistent.
+      serviceConfig.TimeoutStartSec = cfg.postgresqlStartTimeout;
+      unitConfig = postgresqlStartConditions // {
           # nixpkgs allows 5 starts per ~10 minutes; one restore starts the unit up to three
           # times (paused start, retry, roll back). Condition-skipped starts do not count.
           StartLimitBurst = mkOverride 90 20;

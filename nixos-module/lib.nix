@@ -148,6 +148,7 @@ rec {
       barmanTimeout ? 3600,
       systemctl,
       unit ? "postgresql.service",
+      verifyUser ? "barkeep_verify",
     }:
     {
       inherit listen;
@@ -162,6 +163,7 @@ rec {
         inherit port database;
         user = "postgres";
         archive_command = archiveCommand { inherit barmanHome server; };
+        verify_user = verifyUser;
       };
       barman = {
         bin = barmanBin;
@@ -224,6 +226,87 @@ rec {
         }
       });
     '';
+
+  # --- the read-only verify role ---------------------------------------------------------------
+  # barkeep runs verify queries against a paused restore as `role`: LOGIN, no superuser, no
+  # CREATEDB/CREATEROLE/REPLICATION/BYPASSRLS (ensureClauses), a member of the role that owns
+  # `database` and of nothing else, reached only by peer authentication from barkeep's OS user
+  # through an ident map of its own. Never a member of a superuser role (SET ROLE would make it
+  # one) nor of pg_read_all_data (it reads pg_authid's password hashes), pg_write_all_data,
+  # pg_read_server_files, pg_write_server_files, pg_execute_server_program, pg_signal_backend.
+
+  verifyIdentMapName = "barkeep";
+
+  # pg_hba.conf line: only this role, only this database, only over the socket, only by peer.
+  verifyHbaLine =
+    { database, role }:
+    "local ${database} ${role} peer map=${verifyIdentMapName}";
+
+  # pg_ident.conf line: barkeep's OS user may connect as the verify role.
+  verifyIdentLine =
+    { osUser, role }:
+    "${verifyIdentMapName} ${osUser} ${role}";
+
+  # Roles the verify role must never reach, directly or through the owner's role.
+  verifyForbiddenRoles = [
+    "pg_read_all_data"
+    "pg_write_all_data"
+    "pg_read_server_files"
+    "pg_write_server_files"
+    "pg_execute_server_program"
+    "pg_signal_backend"
+  ];
+
+  # SQL run by postgresql-setup.service after nixpkgs' ensureUsers (so both roles exist and the
+  # database belongs to `owner`): drop every membership of the verify role but the owner's, then
+  # grant the owner's role, unless the owner is (or can become) a superuser or one of the
+  # forbidden roles: then the verify role gets nothing and a warning goes to the journal
+  # (verify queries then fail with "permission denied", never run with more rights).
+  verifyGrantSql =
+    { role, owner }:
+    let
+      lit = s: "'${s}'";
+      forbidden = concatMapStringsSep ", " lit verifyForbiddenRoles;
+    in
+    ''
+      DO $barkeep$
+      DECLARE
+        r record;
+        unsafe text;
+      BEGIN
+        FOR r IN
+          SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+          WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = ${lit role})
+            AND g.rolname <> ${lit owner}
+        LOOP
+          EXECUTE format('REVOKE %I FROM %I', r.rolname, ${lit role});
+        END LOOP;
+        SELECT string_agg(g.rolname, ', ' ORDER BY g.rolname) INTO unsafe FROM pg_roles g
+        WHERE (g.rolsuper OR g.rolname IN (${forbidden}))
+          AND pg_has_role(${lit owner}, g.oid, 'MEMBER');
+        IF unsafe IS NULL THEN
+          EXECUTE format('GRANT %I TO %I', ${lit owner}, ${lit role});
+        ELSE
+          IF pg_has_role(${lit role}, ${lit owner}, 'MEMBER') THEN
+            EXECUTE format('REVOKE %I FROM %I', ${lit owner}, ${lit role});
+          END IF;
+          RAISE WARNING 'barkeep: the database owner % is or reaches %, so % is granted nothing and verify queries will be refused', ${lit owner}, unsafe, ${lit role};
+        END IF;
+      END
+      $barkeep$;
+    '';
+
+  # Shell for postgresql-setup.service, placed before nixpkgs' own wait loop (which asks ten
+  # times a second until the server leaves recovery): while a restore is paused at its target
+  # (in recovery), wait quietly; postgresql-setup then does its work once barkeep has accepted
+  # the restore (promotion) or rolled it back. A stop of postgresql.service stops this unit too
+  # (Requires=), which systemd counts as a clean stop, not a failure.
+  setupWaitWhileRecovering = ''
+    # barkeep: a restore paused at its target is in recovery until it is accepted or rolled back
+    while [ "$(psql -d postgres -XtAc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = t ]; do
+      sleep 5
+    done
+  '';
 
   # Start conditions for postgresql.service, whose preStart runs initdb when PG_VERSION is
   # missing. A condition that does not hold makes systemd skip the start: no initdb, no failure,
