@@ -36,6 +36,26 @@
         ).strip()
 
 
+    def app_sql(sql):
+        """SQL as the application's role `app` (the owner of the database), so that what it
+        creates belongs to the application, as in production: barkeep's verify role reads it
+        through its membership of `app`. psql prints the result of the last statement only."""
+        return psql(f"SET ROLE app; {sql}")
+
+
+    def as_verify_role(sql, db="app"):
+        """SQL as barkeep's verify role, the way barkeep connects: OS user postgres, peer
+        authentication through the ident map `barkeep`."""
+        return as_postgres(
+            f"psql -X -v ON_ERROR_STOP=1 -U barkeep_verify -d {db} -tAc {shlex.quote(sql)}"
+        ).strip()
+
+
+    def assert_no_failed_units():
+        out = machine.succeed("systemctl --failed --no-legend --plain").strip()
+        assert out == "", f"failed units:\n{out}"
+
+
     def restore(verb, *args):
         argv = ["barkeep", "restore", verb, "--config", CONFIG, *args]
         return as_postgres(" ".join(shlex.quote(a) for a in argv))
@@ -67,6 +87,7 @@
 
     def wait_ready():
         machine.wait_for_unit("postgresql.service")
+        machine.wait_for_unit("postgresql-setup.service")
         machine.wait_for_unit("barman-init.service")
         machine.wait_for_unit("barkeep.service")
   '';

@@ -1,6 +1,8 @@
 # Crash safety: barkeep is killed with SIGKILL in the middle of a restore (after it stopped
 # PostgreSQL); `barkeep restore resume` resumes or rolls back, and nothing is lost. Then plan,
-# start, retry with another target, roll back / accept.
+# start, retry with another target, roll back / accept. No unit may be left failed after the
+# crash, the roll back, the retry or the accept (postgresql-setup is stopped, never failed, when
+# barkeep stops a paused server).
 { pkgs, self }:
 let
   common = import ./vm-common.nix { inherit self; };
@@ -17,18 +19,18 @@ pkgs.testers.runNixOSTest {
     wait_ready()
 
     with subtest("data, a backup, two target times, a harmful DELETE, a later good row"):
-        psql("CREATE TABLE t (id int PRIMARY KEY, note text)")
-        psql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g")
+        app_sql("CREATE TABLE t (id int PRIMARY KEY, note text)")
+        app_sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g")
         machine.succeed("systemctl start barman-backup.service")
         machine.sleep(2)
         early = utc_now()  # 100 rows
         machine.sleep(2)
-        psql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(101, 120) g")
+        app_sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(101, 120) g")
         machine.sleep(2)
         target = utc_now()  # 120 rows
         machine.sleep(2)
-        psql("DELETE FROM t WHERE id > 10")
-        psql("INSERT INTO t VALUES (5000, 'written after the DELETE')")
+        app_sql("DELETE FROM t WHERE id > 10")
+        app_sql("INSERT INTO t VALUES (5000, 'written after the DELETE')")
         assert psql("SELECT count(*) FROM t") == "11"
 
     with subtest("kill -9 barkeep in the middle of a restore"):
@@ -41,6 +43,9 @@ pkgs.testers.runNixOSTest {
         machine.wait_until_fails("systemctl is-active --quiet postgresql.service", timeout=120)
         machine.succeed("systemctl kill --signal=KILL restore-under-test.service")
         machine.wait_until_fails("systemctl is-active --quiet restore-under-test.service")
+        # That unit failed on purpose (killed by this test); nothing else may have failed.
+        machine.succeed("systemctl reset-failed restore-under-test.service")
+        assert_no_failed_units()
 
     with subtest("resume: resumed or rolled back, nothing lost"):
         restore("resume")
@@ -54,22 +59,30 @@ pkgs.testers.runNixOSTest {
         # the state before the restore, including what was written after the DELETE
         assert psql("SELECT count(*) FROM t") == "11"
         assert psql("SELECT note FROM t WHERE id = 5000") == "written after the DELETE"
+        machine.wait_for_unit("postgresql-setup.service")
+        assert_no_failed_units()
 
     with subtest("plan, start, retry with another target, accept"):
         restore("plan", "--target-time", target)
         restore("start", "--target-time", target)
         assert restore_status()["state"] == "paused"
         assert 120 in query_numbers("SELECT count(*) FROM t")
+        assert_no_failed_units()
         restore("retry", "--target-time", early)
         assert restore_status()["state"] == "paused"
         assert 100 in query_numbers("SELECT count(*) FROM t")
+        # the retry stopped the paused server while postgresql-setup waited for it
+        assert_no_failed_units()
         restore("accept")
         wait_promoted()
+        machine.wait_for_unit("postgresql-setup.service")
+        assert_no_failed_units()
         assert psql("SELECT count(*) FROM t") == "100"
 
     with subtest("a new backup succeeds after the restore"):
         machine.succeed("systemctl start barman-backup.service")
         out = as_postgres("barman check pg")
         assert "FAILED" not in out, out
+        assert_no_failed_units()
   '';
 }

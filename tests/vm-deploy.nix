@@ -1,6 +1,7 @@
 # Deployment: PostgreSQL 14 archiving into Barman 3.3.0, `barman check` all OK after the
-# initialisation, a backup by the daily timer's service, the UI answering, the polkit rule and
-# the guard against initdb into an empty data directory.
+# initialisation, a backup by the daily timer's service, the UI answering, the polkit rule, the
+# guard against initdb into an empty data directory (postgresql-setup skipped with it, no failed
+# unit), the start timeout, and the read-only verify role.
 { pkgs, self }:
 let
   common = import ./vm-common.nix { inherit self; };
@@ -38,11 +39,45 @@ pkgs.testers.runNixOSTest {
         machine.succeed("systemctl start barman-cron.service")
 
     with subtest("WAL keeps arriving through archive_command and barman cron"):
-        psql("CREATE TABLE t (id int PRIMARY KEY)")
-        psql("INSERT INTO t SELECT generate_series(1, 1000)")
+        app_sql("CREATE TABLE t (id int PRIMARY KEY)")
+        app_sql("INSERT INTO t SELECT generate_series(1, 1000)")
         as_postgres("barman switch-wal --force --archive pg")
         out = as_postgres("barman check pg")
         assert "FAILED" not in out, out
+
+    with subtest("the application database belongs to app, no superuser"):
+        assert psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app'") == "app"
+        assert psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app'") == "f"
+
+    with subtest("the verify role: LOGIN, no superuser rights, a member of app and nothing else"):
+        assert psql(
+            "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
+            " FROM pg_roles WHERE rolname = 'barkeep_verify'"
+        ) == "t|f|f|f|f|f"
+        assert psql(
+            "SELECT string_agg(g.rolname, ',') FROM pg_auth_members m"
+            " JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = 'barkeep_verify'::regrole"
+        ) == "app"
+        for role in ["pg_read_all_data", "pg_read_server_files", "pg_write_server_files",
+                     "pg_execute_server_program", "postgres"]:
+            assert psql(f"SELECT pg_has_role('barkeep_verify', '{role}', 'MEMBER')") == "f", role
+        assert 'verify_user = "barkeep_verify"' in machine.succeed("cat /etc/barkeep/barkeep.toml")
+
+    with subtest("the verify role: peer + ident map from postgres, to app only, reads app's tables"):
+        assert as_verify_role("SELECT current_user") == "barkeep_verify"
+        assert as_verify_role("SELECT count(*) FROM t") == "1000"
+        verify = "runuser -u postgres -- psql -X -U barkeep_verify"
+        machine.fail(f"{verify} -d postgres -c 'SELECT 1'")
+        machine.fail("runuser -u nobody -- psql -X -h /run/postgresql -U barkeep_verify -d app -c 'SELECT 1'")
+        machine.fail(f"{verify} -d app -c 'SET ROLE postgres'")
+        machine.fail(f"{verify} -d app -c \"SELECT pg_read_file('PG_VERSION')\"")
+        machine.fail(f"{verify} -d app -c \"COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned'\"")
+        machine.succeed("test ! -e /tmp/pwned")
+
+    with subtest("postgresql.service may take an hour to become ready (a paused restore)"):
+        assert machine.succeed("systemctl show -P TimeoutStartUSec postgresql.service").strip() == "1h"
+        assert machine.succeed("systemctl show -P Restart postgresql.service").strip() == "always"
+        assert_no_failed_units()
 
     with subtest("the UI answers"):
         machine.wait_for_open_port(8080)
@@ -64,6 +99,9 @@ pkgs.testers.runNixOSTest {
         machine.execute("systemctl start postgresql.service")  # skipped: start condition
         machine.fail("systemctl is-active --quiet postgresql.service")
         machine.succeed("test ! -e /var/lib/postgresql/14/PG_VERSION")
+        # postgresql.target pulled in postgresql-setup.service: skipped too, not failed
+        machine.fail("systemctl is-failed --quiet postgresql-setup.service")
+        assert_no_failed_units()
         machine.succeed("rmdir /var/lib/postgresql/14")
         machine.succeed("mv /var/lib/barkeep/aside /var/lib/postgresql/14")
 
@@ -71,9 +109,12 @@ pkgs.testers.runNixOSTest {
         machine.succeed("touch /var/lib/barkeep/postgresql-start-blocked")
         machine.execute("systemctl start postgresql.service")
         machine.fail("systemctl is-active --quiet postgresql.service")
+        assert_no_failed_units()
         machine.succeed("rm /var/lib/barkeep/postgresql-start-blocked")
         machine.succeed("systemctl start postgresql.service")
         machine.wait_for_unit("postgresql.service")
+        machine.wait_for_unit("postgresql.target")
         assert psql("SELECT count(*) FROM t") == "1000"
+        assert_no_failed_units()
   '';
 }

@@ -1,6 +1,7 @@
 # Point-in-time restore through the barkeep CLI (over the engine): data, backup, a target time,
-# a harmful DELETE, restore to the target (paused), verify, accept; then the rows are back,
-# WAL of the new timeline reaches Barman and a new backup succeeds.
+# a harmful DELETE, restore to the target (paused; postgresql-setup waits, nothing fails; the
+# verify role reads but cannot move the server), accept; then the rows are back, postgresql-setup
+# finishes, WAL of the new timeline reaches Barman and a new backup succeeds.
 { pkgs, self }:
 let
   common = import ./vm-common.nix { inherit self; };
@@ -13,14 +14,14 @@ pkgs.testers.runNixOSTest {
     wait_ready()
 
     with subtest("data, a backup, the target time, a harmful DELETE"):
-        psql("CREATE TABLE t (id int PRIMARY KEY, note text)")
-        psql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g")
+        app_sql("CREATE TABLE t (id int PRIMARY KEY, note text)")
+        app_sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g")
         machine.succeed("systemctl start barman-backup.service")
-        psql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(101, 120) g")
+        app_sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(101, 120) g")
         machine.sleep(2)
         target = utc_now()
         machine.sleep(2)
-        psql("DELETE FROM t WHERE id > 10")
+        app_sql("DELETE FROM t WHERE id > 10")
         assert psql("SELECT count(*) FROM t") == "10"
 
     with subtest("plan is a dry run"):
@@ -35,9 +36,28 @@ pkgs.testers.runNixOSTest {
         assert 120 in query_numbers("SELECT count(*) FROM t")
         assert psql("SELECT pg_get_wal_replay_pause_state()") == "paused"
 
+    with subtest("while paused: postgresql-setup waits (no failure), postgresql.target not reached"):
+        assert machine.succeed("systemctl show -P ActiveState postgresql-setup.service").strip() == "activating"
+        machine.fail("systemctl is-active --quiet postgresql.target")
+        assert_no_failed_units()
+
+    with subtest("while paused: the verify role reads, but cannot resume, promote or escape"):
+        assert as_verify_role("SELECT count(*) FROM t") == "120"
+        verify = "runuser -u postgres -- psql -X -U barkeep_verify -d app -c"
+        for sql in ["SELECT pg_wal_replay_resume()", "SELECT pg_promote()", "SET ROLE postgres",
+                    "CHECKPOINT", "COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned'"]:
+            machine.fail(f"{verify} {shlex.quote(sql)}")
+        machine.succeed("test ! -e /tmp/pwned")
+        assert psql("SELECT pg_is_in_recovery()") == "t"
+        assert psql("SELECT pg_get_wal_replay_pause_state()") == "paused"
+        assert restore_status()["state"] == "paused"
+
     with subtest("accept: the rows are back, promoted on a new timeline"):
         restore("accept")
         wait_promoted()
+        machine.wait_for_unit("postgresql-setup.service")
+        machine.wait_for_unit("postgresql.target")
+        assert_no_failed_units()
         assert psql("SELECT count(*) FROM t") == "120"
         assert psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)") == "00000002"
         assert psql("SHOW archive_command") == (
@@ -45,7 +65,7 @@ pkgs.testers.runNixOSTest {
         )
 
     with subtest("WAL of the new timeline is archived into Barman"):
-        psql("INSERT INTO t VALUES (1000, 'after the restore')")
+        app_sql("INSERT INTO t VALUES (1000, 'after the restore')")
         as_postgres("barman switch-wal --force --archive pg")
         machine.wait_until_succeeds(
             "grep -qE '^00000002[0-9A-F]{16}\\s' /var/lib/barman/pg/wals/xlog.db", timeout=120
@@ -57,5 +77,6 @@ pkgs.testers.runNixOSTest {
         assert len(done) == 2, backups()
         out = as_postgres("barman check pg")
         assert "FAILED" not in out, out
+        assert_no_failed_units()
   '';
 }
