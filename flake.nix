@@ -62,17 +62,22 @@
         vm-deploy = vmTest ./tests/vm-deploy.nix;
         vm-pitr = vmTest ./tests/vm-pitr.nix;
         vm-crash = vmTest ./tests/vm-crash.nix;
-        # The offline evaluation test of scripts/nix-check, against this nixpkgs' lib.
+        # The offline evaluation tests of scripts/nix-check, against this nixpkgs' lib.
         nix-eval =
           let
-            result = import ./tests/nix-eval/eval.nix { inherit lib; };
+            results = map (f: import f { inherit lib; }) [
+              ./tests/nix-eval/eval.nix
+              ./tests/nix-eval/barman-python.nix
+            ];
+            failures = lib.concatMap (r: r.failures) results;
+            sum = attr: toString (lib.foldl' (n: r: n + r.${attr}) 0 results);
           in
-          if result.failures == [ ] then
+          if failures == [ ] then
             pkgs.runCommand "barkeep-nix-eval" { } ''
-              echo "${toString result.passed} of ${toString result.total} checks passed" > $out
+              echo "${sum "passed"} of ${sum "total"} checks passed" > $out
             ''
           else
-            throw "tests/nix-eval failed:\n${lib.concatStringsSep "\n" result.failures}";
+            throw "tests/nix-eval failed:\n${lib.concatStringsSep "\n" failures}";
       };
 
       # nix run .#vm: a NixOS VM with barkeep and sample data; the UI on http://localhost:8080.

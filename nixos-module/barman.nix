@@ -1,5 +1,10 @@
 # Barman 3.3.0 on Python 3.10, the version barkeep is built and tested against (nixpkgs
 # packages Barman 3.15+). From the PyPI sdist, which carries no tests.
+#
+# `python310` is not in nixos-26.05 (dropped before the branch-off): the flake passes the one of
+# its nixos-25.11 input (`nixpkgs-python310`), used for Barman's interpreter and its Python
+# packages only; called with nixos-26.05's callPackage and no python310 it aborts at evaluation.
+# Barman 3.3.0 imports distutils (removed in Python 3.12): 3.10 or 3.11 only.
 {
   lib,
   python310,

@@ -75,7 +75,14 @@ let
   ) (map lib.trim (lib.splitString "\n" pgCfg.authentication));
   hbaTokens = l: builtins.filter (t: builtins.isString t && t != "") (builtins.split "[ \t]+" l);
   mayMatch =
-    value: token: token == "all" || token == value || builtins.match "[+@].*|.*,.*|\".*" token != null;
+    value: token:
+    lib.elem token [
+      "all"
+      value
+      "sameuser"
+      "samerole"
+    ]
+    || builtins.match "[+@].*|.*,.*|\".*" token != null;
   firstVerifyRule = lib.findFirst (
     l:
     let

@@ -37,7 +37,9 @@ pkgs.testers.runNixOSTest {
         assert psql("SELECT pg_get_wal_replay_pause_state()") == "paused"
 
     with subtest("while paused: postgresql-setup waits (no failure), postgresql.target not reached"):
-        assert machine.succeed("systemctl show -P ActiveState postgresql-setup.service").strip() == "activating"
+        machine.wait_until_succeeds(
+            "test \"$(systemctl show -P ActiveState postgresql-setup.service)\" = activating", timeout=60
+        )
         machine.fail("systemctl is-active --quiet postgresql.target")
         assert_no_failed_units()
 
