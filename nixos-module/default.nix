@@ -244,8 +244,11 @@ in
       example = "app";
       description = ''
         Database that barkeep and Barman connect to (the application database, where the
-        read-only verification queries of a paused restore run). Created with
-        `services.postgresql.ensureDatabases` unless it is `postgres`.
+        read-only verification queries of a paused restore run). Unless it is `postgres`, it is
+        created with `services.postgresql.ensureDatabases` and owned by the role of the same
+        name (`ensureUsers` with `ensureDBOwnership`, a LOGIN role without superuser), whose
+        rights [](#opt-services.barkeep.verifyRole) gets: the application's tables must belong
+        to that role. `postgres` belongs to the superuser, so the verify role gets nothing there.
       '';
     };
 
