@@ -3,13 +3,12 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 use crate::config::BarmanConfig;
+use crate::process::{ProcessError, Program};
 use crate::target::TargetTime;
 use crate::validate;
 
@@ -35,21 +34,7 @@ pub enum BarmanError {
     InvalidArgument(String),
 }
 
-/// What a barman run printed, kept whole for the restore log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandOutput {
-    pub command: String,
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed_ms: u64,
-}
-
-impl CommandOutput {
-    pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.stdout.lines().chain(self.stderr.lines())
-    }
-}
+pub use crate::process::CommandOutput;
 
 /// One configured barman server.
 #[derive(Debug, Clone)]
@@ -100,72 +85,29 @@ impl Barman {
     /// Runs barman and returns its output whatever the exit code (timeouts and spawn errors
     /// are still errors).
     pub async fn run_unchecked(&self, args: &[OsString]) -> Result<CommandOutput, BarmanError> {
-        let command = args
-            .iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let started = Instant::now();
-        let mut child = tokio::process::Command::new(&self.bin)
+        let program = Program::new(&self.bin, self.timeout)
             .arg("-c")
             .arg(&self.config)
-            .args(args)
+            .args(args.iter().cloned())
             .env("TZ", "UTC")
-            .env("LC_ALL", "C.UTF-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BarmanError::Spawn {
-                bin: self.bin.clone(),
+            .env("LC_ALL", "C.UTF-8");
+        let mut out = program.run().await.map_err(|e| match e {
+            ProcessError::Timeout { seconds, .. } => BarmanError::Timeout {
+                command: join(args),
+                seconds,
+            },
+            ProcessError::Spawn { program, source } => BarmanError::Spawn {
+                bin: program,
                 source,
-            })?;
-        tracing::info!(%command, "barman");
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let read_all = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let o = async {
-                if let Some(s) = stdout.as_mut() {
-                    let _ = s.read_to_end(&mut out).await;
-                }
-            };
-            let e = async {
-                if let Some(s) = stderr.as_mut() {
-                    let _ = s.read_to_end(&mut err).await;
-                }
-            };
-            tokio::join!(o, e);
-            let status = child.wait().await;
-            (out, err, status)
-        };
-        let (out, err, status) = match tokio::time::timeout(self.timeout, read_all).await {
-            Ok(r) => r,
-            Err(_) => {
-                // kill_on_drop reaps the child when `child` goes out of scope.
-                return Err(BarmanError::Timeout {
-                    command,
-                    seconds: self.timeout.as_secs(),
-                });
-            }
-        };
-        let status = status.map_err(|source| BarmanError::Spawn {
-            bin: self.bin.clone(),
-            source,
+            },
+            other => BarmanError::Spawn {
+                bin: self.bin.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
         })?;
-        let output = CommandOutput {
-            command,
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        };
-        for line in output.lines() {
-            tracing::debug!(target: "barman", "{line}");
-        }
-        Ok(output)
+        // Messages name the barman subcommand, not the paths in front of it.
+        out.command = join(args);
+        Ok(out)
     }
 
     fn args<const N: usize>(items: [&str; N]) -> Vec<OsString> {
@@ -262,6 +204,13 @@ impl Barman {
         args.push(destination.as_os_str().to_owned());
         self.run(&args).await
     }
+}
+
+fn join(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn checked_backup_id(id: &str) -> Result<&str, BarmanError> {

@@ -54,6 +54,12 @@ pub struct PostgresConfig {
     pub database: String,
     /// The archive_command to restore after a recovery (barman disables it while recovering).
     pub archive_command: String,
+    /// The role verify queries run as: LOGIN, no superuser, a member of the database owner's
+    /// role and of nothing that reads or writes server files or runs programs. Created at
+    /// set-up (so every later backup carries it) and reached by peer authentication with an
+    /// ident map from barkeep's OS user.
+    #[serde(default = "default_verify_user")]
+    pub verify_user: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,6 +99,9 @@ pub enum ServiceConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_verify_user() -> String {
+    "barkeep_verify".into()
 }
 fn default_barman_timeout() -> u64 {
     3600
@@ -141,6 +150,12 @@ impl Config {
             return Err(format!(
                 "barman.server must be a plain name (letters, digits, - and _), got {:?}",
                 self.barman.server
+            ));
+        }
+        if !crate::validate::is_plain_name(&self.postgres.verify_user) {
+            return Err(format!(
+                "postgres.verify_user must be a plain role name (letters, digits, - and _), got {:?}",
+                self.postgres.verify_user
             ));
         }
         if self.postgres.archive_command.trim().is_empty() {

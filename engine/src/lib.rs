@@ -6,6 +6,7 @@ pub mod barman;
 pub mod catalog;
 pub mod config;
 pub mod probe;
+pub mod process;
 pub mod pyliteral;
 pub mod restore;
 pub mod service;

@@ -75,8 +75,22 @@ pub struct ServerStatus {
     pub archive_timeout_secs: i64,
 }
 
-/// Connects to the configured server. `database` overrides the configured one.
+/// Connects to the configured server as barkeep's own (administrative) user. `database`
+/// overrides the configured one.
 pub async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Client, ProbeError> {
+    connect_with(pg, &pg.user, database.unwrap_or(&pg.database)).await
+}
+
+/// Connects to the application database as another role (the verify role).
+pub async fn connect_as(pg: &PostgresConfig, user: &str) -> Result<Client, ProbeError> {
+    connect_with(pg, user, &pg.database).await
+}
+
+async fn connect_with(
+    pg: &PostgresConfig,
+    user: &str,
+    database: &str,
+) -> Result<Client, ProbeError> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     let mut config = tokio_postgres::Config::new();
     if pg.host.starts_with('/') {
@@ -86,8 +100,8 @@ pub async fn connect(pg: &PostgresConfig, database: Option<&str>) -> Result<Clie
     }
     config
         .port(pg.port)
-        .user(&pg.user)
-        .dbname(database.unwrap_or(&pg.database))
+        .user(user)
+        .dbname(database)
         .application_name("barkeep")
         .connect_timeout(CONNECT_TIMEOUT);
     let target = format!("{}:{}", pg.host, pg.port);

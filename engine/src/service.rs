@@ -4,10 +4,10 @@
 //! over a running server corrupts it (barman-facts.md pitfall 7).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::{Config, ServiceConfig};
+use crate::process::{ProcessError, Program};
 use crate::validate;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum ServiceError {
         "PostgreSQL is still running on {data_dir} (postmaster pid {pid}) after it was stopped"
     )]
     StillRunning { data_dir: PathBuf, pid: i32 },
-    #[error("refusing to use {0:?} as a unit name or option")]
+    #[error("refusing to use {0:?} as a unit name, pg_ctl option or path: only letters, digits and - _ . / : , = + @ are allowed")]
     Invalid(String),
 }
 
@@ -126,6 +126,13 @@ impl Service {
     pub fn from_config(config: &Config) -> Result<Self, ServiceError> {
         Ok(match &config.service {
             ServiceConfig::PgCtl { log_file, options } => {
+                // pg_ctl builds a shell line around the data directory and the log file
+                // (`exec postgres -D "<dir>" ... >> "<log>"`): only plain paths get through.
+                for p in [&config.postgres.data_dir, log_file] {
+                    if !validate::is_plain_path(p) {
+                        return Err(ServiceError::Invalid(p.display().to_string()));
+                    }
+                }
                 for o in options {
                     // pg_ctl hands -o to a shell: only plain words get through.
                     if !o
@@ -167,44 +174,30 @@ async fn run(
     args: &[&std::ffi::OsStr],
     timeout: Duration,
 ) -> Result<String, ServiceError> {
-    let command = std::iter::once(program.as_os_str())
-        .chain(args.iter().copied())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let p = Program::new(program, timeout).args(args.iter().copied());
+    let command = p.display();
     tracing::info!(%command, "service control");
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ServiceError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
-    let out = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| ServiceError::Timeout {
+    let out = p.run().await.map_err(|e| match e {
+        ProcessError::Timeout { seconds, .. } => ServiceError::Timeout {
             command: command.clone(),
-            seconds: timeout.as_secs(),
-        })?
-        .map_err(|source| ServiceError::Spawn {
+            seconds,
+        },
+        ProcessError::Spawn { program, source } => ServiceError::Spawn {
             program: program.display().to_string(),
             source,
-        })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
+        },
+        other => ServiceError::Spawn {
+            program: program.display().to_string(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })?;
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if out.success() {
         Ok(text)
     } else {
         Err(ServiceError::Failed {
             command,
-            code: out.status.code(),
+            code: out.code,
             output: text.trim().to_owned(),
         })
     }

@@ -10,6 +10,15 @@ pub fn is_plain_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// An absolute path that a shell would read as it is: what pg_ctl may put in its shell line.
+pub fn is_plain_path(p: &std::path::Path) -> bool {
+    let Some(s) = p.to_str() else { return false };
+    s.starts_with('/')
+        && s.len() <= 1024
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:,=+@".contains(&b))
+}
+
 /// A barman backup id as barman 3.3 makes them: `YYYYMMDDTHHMMSS`.
 pub fn is_backup_id(s: &str) -> bool {
     let b = s.as_bytes();
@@ -37,6 +46,23 @@ pub fn is_unit_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_paths_only_for_pg_ctl() {
+        use std::path::Path;
+        assert!(is_plain_path(Path::new("/var/tmp/barkeep-sandbox/pgdata")));
+        assert!(is_plain_path(Path::new("/var/lib/postgresql/14")));
+        for bad in [
+            "relative/dir",
+            "/tmp/a\"$(touch x)\"",
+            "/tmp/a b",
+            "/tmp/`id`",
+            "/tmp/a;b",
+            "/tmp/a\nb",
+        ] {
+            assert!(!is_plain_path(Path::new(bad)), "{bad:?}");
+        }
+    }
 
     #[test]
     fn plain_names() {

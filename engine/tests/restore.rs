@@ -13,6 +13,8 @@ fn seed_scenario_then_a_second_restore_on_the_new_timeline() {
     let (sb, engine) = stack(SandboxOptions::default());
     let rt = runtime();
     sb.psql("CREATE TABLE ledger (id serial PRIMARY KEY, note text NOT NULL)");
+    // The application's tables belong to the application's role (verify reads as its member).
+    sb.psql("ALTER TABLE ledger OWNER TO app");
     sb.psql("INSERT INTO ledger (note) SELECT 'before backup ' || g FROM generate_series(1, 50) g");
     sb.barman_ok(&["backup", "--wait", "pg"]);
     sb.psql("INSERT INTO ledger (note) SELECT 'after backup ' || g FROM generate_series(1, 25) g");
@@ -75,8 +77,15 @@ fn seed_scenario_then_a_second_restore_on_the_new_timeline() {
         .any(|w| w.starts_with("00000002") && w.len() == 24));
     // The original data directory is kept until the person discards it.
     assert_eq!(engine.pre_restore_dirs().len(), 1);
-    let kept = &engine.pre_restore_dirs()[0];
-    assert!(kept.join("PG_VERSION").exists());
+    let kept = engine.pre_restore_dirs()[0].clone();
+    assert!(kept.path.join("PG_VERSION").exists());
+    assert!(kept.bytes > 0, "its size is shown");
+    // And it holds exactly what the database held before the restore: nothing was lost.
+    assert_eq!(
+        count_in_copy(&sb, &kept.path, "ledger"),
+        pre_restore_rows,
+        "the kept pre-restore directory has the pre-restore rows"
+    );
 
     // Second restore on timeline 2, before any new backup.
     sb.psql("INSERT INTO ledger (note) SELECT 'timeline 2 ' || g FROM generate_series(1, 10) g");
@@ -110,7 +119,6 @@ fn seed_scenario_then_a_second_restore_on_the_new_timeline() {
 
     // A new backup of the restored cluster works.
     sb.barman_ok(&["backup", "--wait", "pg"]);
-    let _ = pre_restore_rows;
 }
 
 /// Retry with another target, then roll back: byte-for-byte the pre-restore table contents.

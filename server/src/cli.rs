@@ -107,7 +107,7 @@ pub async fn run(engine: Engine, command: RestoreCommand) -> anyhow::Result<()> 
         RestoreCommand::Rollback => print(&engine.rollback().await?),
         RestoreCommand::Resume => print(&engine.resume().await?),
         RestoreCommand::Discard { restore_id } => {
-            engine.discard_pre_restore(&restore_id)?;
+            engine.discard_pre_restore(&restore_id).await?;
             print(&serde_json::json!({ "discarded": restore_id }))
         }
     }

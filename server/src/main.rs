@@ -46,7 +46,13 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in logs, journals or CI output.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    #[cfg(feature = "fault-injection")]
+    tracing::warn!(
+        "built with fault injection (BARKEEP_FAULT_KILL_AFTER): a test build, not for production"
+    );
     let cli = Cli::parse();
     let config = engine::Config::load(&cli.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -67,6 +67,52 @@ fn now_utc() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// No barman, rsync or pg_ctl of this sandbox is still running.
+fn assert_no_children_left(sb: &Sandbox, point: &str) {
+    let config = sb.config_path().display().to_string();
+    let barman_conf = sb.barman_config().display().to_string();
+    let data = sb.data_dir().display().to_string();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let ours = cmdline.contains(&barman_conf)
+            || cmdline.contains(&config)
+            || (cmdline.contains("pg_ctl") && cmdline.contains(&data))
+            || (cmdline.contains("rsync") && cmdline.contains(&data));
+        // barman cron runs every minute in the sandbox only with barkeep started; this
+        // sandbox has none.
+        assert!(!ours, "{point}: still running: {cmdline}");
+    }
+}
+
+/// The original cluster carries none of what barman recover writes into a restored copy.
+fn assert_original_untouched(sb: &Sandbox, point: &str) {
+    let data = sb.data_dir();
+    assert!(
+        !data.join("recovery.signal").exists(),
+        "{point}: recovery.signal in the original cluster"
+    );
+    assert!(!data.join("barman_wal").exists(), "{point}: barman_wal/");
+    let conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+    assert!(
+        !conf.contains("#BARMAN#"),
+        "{point}: archive_command disabled by barman"
+    );
+    let auto =
+        std::fs::read_to_string(data.join("postgresql.auto.conf")).expect("postgresql.auto.conf");
+    assert!(
+        !auto.contains("restore_command") && !auto.contains("recovery_target"),
+        "{point}: recovery settings in the original: {auto}"
+    );
+    assert_eq!(
+        sb.psql("SHOW archive_command").trim(),
+        sb.archive_command(),
+        "{point}"
+    );
+}
+
 fn assert_rolled_back(sb: &Sandbox, before: &str, point: &str) {
     assert!(!in_recovery(sb), "{point}: the server is out of recovery");
     assert_eq!(
@@ -81,6 +127,73 @@ fn assert_rolled_back(sb: &Sandbox, before: &str, point: &str) {
     let pre = sb.state_dir().join("pre-restore");
     let left = std::fs::read_dir(&pre).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "{point}: the original went back in place");
+    assert_original_untouched(sb, point);
+}
+
+/// barkeep SIGKILLed while `barman recover` copies a backup big enough to take seconds: the
+/// orphaned barman and its rsync must not go on writing into the original cluster once resume
+/// has moved it back under the data directory's name.
+#[test]
+fn a_crash_while_barman_recover_copies_leaves_no_orphan_writing_into_the_original() {
+    let sb = Sandbox::up(SandboxOptions::default());
+    sb.psql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    // ~120 MB: barman recover takes seconds, not a blink.
+    sb.psql("INSERT INTO t SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 1200000) g");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    let target = now_utc();
+    sb.psql("DELETE FROM t WHERE id % 3 = 0");
+    let before = checksum(&sb);
+    for attempt in 0..2 {
+        let point = "recover:child";
+        crash_at(&sb, &["restore", "start", "--target-time", &target], point);
+        // resume at once, while the orphan would still be copying.
+        let s = ok(barkeep(&sb, &["restore", "resume"], None));
+        assert_eq!(s["outcome"]["outcome"], "rolled_back", "{attempt}: {s}");
+        assert_no_children_left(&sb, point);
+        // Give an orphan (had one survived) the time to write its recovery settings.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_rolled_back(&sb, &before, point);
+    }
+}
+
+/// Two restores started at the same moment by two processes: one runs, the other is refused
+/// (the host-wide lock, or the journal of the first).
+#[test]
+fn two_processes_cannot_restore_at_once() {
+    let sb = Sandbox::up(SandboxOptions::default());
+    sb.psql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    sb.psql("INSERT INTO t SELECT g, 'kept ' || g FROM generate_series(1, 40) g");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    let target = now_utc();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_barkeep"))
+            .arg("--config")
+            .arg(sb.config_path())
+            .args(["restore", "start", "--target-time", &target])
+            .env("RUST_LOG", "warn")
+            .env_remove("BARKEEP_FAULT_KILL_AFTER")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn barkeep")
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    ];
+    let won: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    let lost: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!(won.len(), 1, "exactly one restore runs: {outs:?}");
+    let err = String::from_utf8_lossy(&lost[0].stderr);
+    assert!(
+        err.contains("another barkeep process is working on a restore")
+            || err.contains("a restore is already in progress"),
+        "{err}"
+    );
+    assert!(in_recovery(&sb), "the winner is paused at the target");
+    ok(barkeep(&sb, &["restore", "rollback"], None));
+    assert!(!in_recovery(&sb));
 }
 
 #[test]
@@ -108,6 +221,16 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
     ok(barkeep(&sb, &["restore", "resume"], None));
     assert_rolled_back(&sb, &before, point);
 
+    // Killed while a long child runs (not at a journal boundary): pg_ctl stop, barman
+    // recover, pg_ctl start. resume kills what is left and rolls back.
+    for point in ["stop:child", "recover:child", "start_paused:child"] {
+        crash_at(&sb, &["restore", "start", "--target-time", &target], point);
+        let s = ok(barkeep(&sb, &["restore", "resume"], None));
+        assert_eq!(s["outcome"]["outcome"], "rolled_back", "{point}: {s}");
+        assert_rolled_back(&sb, &before, point);
+        assert_no_children_left(&sb, point);
+    }
+
     // Paused at the target when the crash came: resume brings it back paused.
     let point = "start_paused:finished";
     crash_at(&sb, &["restore", "start", "--target-time", &target], point);
@@ -131,8 +254,8 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
     ok(barkeep(&sb, &["restore", "resume"], None));
     assert_rolled_back(&sb, &before, point);
 
-    // A crash during accept: resume finishes the accept.
-    for point in ["accept:started", "accept:finished"] {
+    // A crash during accept (also while its switch-wal runs): resume finishes the accept.
+    for point in ["accept:started", "accept:child", "accept:finished"] {
         let s = ok(barkeep(
             &sb,
             &["restore", "start", "--target-time", &target],
@@ -151,7 +274,8 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
 #[test]
 fn bad_input_on_the_command_line_gets_a_clear_error_and_touches_nothing() {
     let sb = Sandbox::up(SandboxOptions::default());
-    let cases: [(&[&str], &str); 5] = [
+    let long = "x".repeat(10_000);
+    let cases: [(&[&str], &str); 11] = [
         (
             &["restore", "start", "--target-time", "2026-11-26 09:30:00"],
             "has no time zone",
@@ -181,12 +305,48 @@ fn bad_input_on_the_command_line_gets_a_clear_error_and_touches_nothing() {
             "no backup with id",
         ),
         (&["restore", "accept"], "no restore in progress"),
+        (&["restore", "query", "SELECT 1"], "no restore in progress"),
+        (
+            &["restore", "discard", "../etc"],
+            "no kept pre-restore data directory",
+        ),
+        (
+            &["restore", "discard", "r20261127T000000000Z"],
+            "no kept pre-restore data directory",
+        ),
+        (
+            &[
+                "restore",
+                "plan",
+                "--target-time",
+                "2026-11-26 09:30:00+00:00",
+                "--backup-id",
+                "; rm -rf /",
+            ],
+            "no backup with id",
+        ),
+        (
+            &[
+                "restore",
+                "plan",
+                "--target-time",
+                "2026-11-26 09:30:00+00:00",
+                "--backup-id",
+                &long,
+            ],
+            "no backup with id",
+        ),
+        (&["restore", "rollback"], "no restore in progress"),
     ];
     for (args, want) in cases {
         let out = barkeep(&sb, args, None);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: expected {want:?} in {err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "no colour codes when stderr is no terminal: {err}"
+        );
     }
     assert!(!sb.state_dir().join("restore.journal").exists());
     assert!(!in_recovery(&sb));

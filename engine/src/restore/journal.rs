@@ -49,6 +49,23 @@ pub enum Record {
     Log {
         line: String,
     },
+    /// A child that can outlive barkeep (barman, pg_ctl) started in this process group; it is
+    /// also marked with the restore id in its environment (`process::RESTORE_MARK`).
+    Child {
+        pgid: i32,
+        command: String,
+    },
+    /// barkeep is about to hold this backup against retention (`barman keep`); recorded BEFORE
+    /// the keep, so that a crash in between still releases it.
+    BackupKept {
+        backup_id: String,
+    },
+    /// What PostgreSQL said when replay paused at the target: the state every later step checks
+    /// against before it destroys anything.
+    PausedAt {
+        timeline: i32,
+        last_replayed: Option<DateTime<Utc>>,
+    },
     Closed {
         outcome: Outcome,
     },
@@ -68,11 +85,21 @@ pub struct Journal {
     file: File,
     next_seq: u64,
     restore_id: String,
+    /// Space held on the journal's filesystem for the lines that record a failure and the
+    /// rollback after it: released when a write meets a full disk.
+    reserve: PathBuf,
 }
+
+/// Bytes held by the reserve file: thousands of journal lines.
+const RESERVE_BYTES: usize = 1 << 20;
 
 impl Journal {
     pub fn current_path(state_dir: &Path) -> PathBuf {
         state_dir.join("restore.journal")
+    }
+
+    fn reserve_path(state_dir: &Path) -> PathBuf {
+        state_dir.join("restore.journal.reserve")
     }
 
     /// Creates the journal of a new restore; refuses if one exists.
@@ -86,6 +113,12 @@ impl Journal {
                 path: path.clone(),
                 source,
             })?;
+        let reserve = Self::reserve_path(state_dir);
+        if let Err(e) = write_reserve(&reserve) {
+            // The plan checked the free space; a restore without a reserve still journals.
+            tracing::warn!(path = %reserve.display(), error = %e, "cannot hold space for the journal");
+            let _ = std::fs::remove_file(&reserve);
+        }
         sync_dir(state_dir).map_err(|source| JournalError::Io {
             path: state_dir.to_owned(),
             source,
@@ -95,6 +128,7 @@ impl Journal {
             file,
             next_seq: 1,
             restore_id: restore_id.to_owned(),
+            reserve,
         })
     }
 
@@ -110,19 +144,33 @@ impl Journal {
         };
         let restore_id = first.restore_id.clone();
         let next_seq = entries.last().map_or(1, |e| e.seq + 1);
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|source| JournalError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let io = |source| JournalError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        // A line torn by a crash or a full disk is cut off before anything is appended: left
+        // in place it would sit in the middle of the journal and damage it for good.
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let good = good_length(&bytes);
+        if bytes.len() > good {
+            let mut file = &file;
+            if serde_json::from_slice::<Entry>(&bytes[good..]).is_ok() {
+                // Whole but for its newline: end it.
+                file.write_all(b"\n").map_err(io)?;
+            } else {
+                tracing::warn!(path = %path.display(), "truncating a torn last line of the restore journal");
+                file.set_len(good as u64).map_err(io)?;
+            }
+            file.sync_data().map_err(io)?;
+        }
         Ok(Some((
             Self {
                 path,
                 file,
                 next_seq,
                 restore_id,
+                reserve: Self::reserve_path(state_dir),
             },
             entries,
         )))
@@ -146,19 +194,39 @@ impl Journal {
             source: std::io::Error::other(e),
         })?;
         line.push('\n');
-        let io = |source| JournalError::Io {
+        let durable = !matches!(entry.record, Record::Log { .. });
+        match self.write_line(line.as_bytes(), durable) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+                // The disk is full: give the journal the space held for this moment.
+                if std::fs::remove_file(&self.reserve).is_ok() {
+                    tracing::warn!("the disk is full: released the journal's reserved space");
+                }
+                self.write_line(line.as_bytes(), durable)
+            }
+            other => other,
+        }
+        .map_err(|source| JournalError::Io {
             path: self.path.clone(),
             source,
-        };
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        if !matches!(entry.record, Record::Log { .. }) {
-            self.file.sync_data().map_err(|source| JournalError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        }
+        })?;
         self.next_seq += 1;
         Ok(entry)
+    }
+
+    /// One whole line or nothing: a partial write is cut off again.
+    fn write_line(&mut self, line: &[u8], durable: bool) -> std::io::Result<()> {
+        let before = self.file.metadata()?.len();
+        let result = self.file.write_all(line).and_then(|()| {
+            if durable {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if result.is_err() {
+            let _ = self.file.set_len(before);
+        }
+        result
     }
 
     /// Moves a closed journal to `restores/<id>.journal`.
@@ -171,6 +239,7 @@ impl Journal {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let dest = dir.join(format!("{}.journal", self.restore_id));
         std::fs::rename(&self.path, &dest).map_err(io(&dest))?;
+        let _ = std::fs::remove_file(&self.reserve);
         sync_dir(state_dir).map_err(io(state_dir))?;
         sync_dir(&dir).map_err(io(&dir))?;
         Ok(dest)
@@ -219,6 +288,88 @@ pub fn read(path: &Path) -> Result<Option<Vec<Entry>>, JournalError> {
     Ok(Some(entries))
 }
 
+/// The length of the journal up to the end of its last complete, readable line.
+fn good_length(bytes: &[u8]) -> usize {
+    let mut good = 0usize;
+    let mut start = 0usize;
+    while let Some(nl) = bytes[start..].iter().position(|b| *b == b'\n') {
+        let end = start + nl;
+        let line = &bytes[start..end];
+        if line.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Entry>(line).is_ok()
+        {
+            good = end + 1;
+        } else {
+            break;
+        }
+        start = end + 1;
+    }
+    good
+}
+
+fn write_reserve(path: &Path) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(&vec![0u8; RESERVE_BYTES])?;
+    f.sync_all()
+}
+
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(line: &str) -> Record {
+        Record::Log { line: line.into() }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_journal_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::create(dir.path(), "r1").expect("create");
+        assert!(Journal::reserve_path(dir.path()).exists(), "space is held");
+        j.append(log("one")).expect("append");
+        j.append(log("two")).expect("append");
+        drop(j);
+        // A crash (or ENOSPC) in the middle of the third line.
+        let path = Journal::current_path(dir.path());
+        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(br#"{"seq":3,"at":"2026-11-2"#).expect("tear");
+        drop(f);
+        assert_eq!(read(&path).expect("readable").expect("exists").len(), 2);
+
+        let (mut j, entries) = Journal::open_current(dir.path())
+            .expect("opens")
+            .expect("exists");
+        assert_eq!(entries.len(), 2);
+        j.append(log("three")).expect("append after the torn line");
+        drop(j);
+        let entries = read(&path).expect("not damaged").expect("exists");
+        let lines: Vec<_> = entries
+            .iter()
+            .map(|e| match &e.record {
+                Record::Log { line } => line.as_str(),
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(lines, ["one", "two", "three"]);
+        assert_eq!(entries[2].seq, 3);
+    }
+
+    #[test]
+    fn a_last_line_missing_only_its_newline_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::create(dir.path(), "r1").expect("create");
+        j.append(log("one")).expect("append");
+        drop(j);
+        let path = Journal::current_path(dir.path());
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, text.trim_end()).expect("cut the newline");
+        let (mut j, _) = Journal::open_current(dir.path())
+            .expect("opens")
+            .expect("exists");
+        j.append(log("two")).expect("append");
+        assert_eq!(read(&path).expect("ok").expect("exists").len(), 2);
+    }
 }

@@ -5,8 +5,15 @@
 //! undoes whatever a crash interrupted. The data directory is never deleted while it is the only
 //! copy: it is renamed into the state directory and stays there until the person discards it.
 
+mod guard;
 pub mod journal;
+mod run;
+pub mod space;
 mod steps;
+mod verify;
+
+pub use guard::check_os_user;
+pub use space::PreRestoreDir;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -88,11 +95,14 @@ pub struct Plan {
     pub pre_restore_dir: PathBuf,
     pub server_was_running: bool,
     pub window: RecoveryWindow,
-    /// Backups barkeep put a keep on (released at the end); ones kept before stay kept.
-    pub kept_by_barkeep: Vec<String>,
     pub checks: Vec<CheckItem>,
+    /// Free space on the data directory's filesystem when planned.
     pub free_bytes: u64,
+    /// What the restore writes there: the backup, the WAL to replay, a margin.
     pub needed_bytes: u64,
+    /// Pre-restore data directories kept from earlier restores, on the same disk.
+    #[serde(default)]
+    pub pre_restore_kept: Vec<PreRestoreDir>,
     pub warnings: Vec<String>,
 }
 
@@ -126,6 +136,12 @@ pub struct RestoreStatus {
     pub steps: Vec<StepRecord>,
     pub outcome: Option<Outcome>,
     pub log: Vec<String>,
+    /// Backups barkeep holds against retention for this restore (released at the end).
+    #[serde(default)]
+    pub kept: Vec<String>,
+    /// The timeline PostgreSQL was on when replay paused at the target.
+    #[serde(default)]
+    pub paused_timeline: Option<i32>,
 }
 
 impl RestoreStatus {
@@ -142,6 +158,8 @@ impl RestoreStatus {
                         steps: Vec::new(),
                         outcome: None,
                         log: Vec::new(),
+                        kept: Vec::new(),
+                        paused_timeline: None,
                     });
                 }
                 other => {
@@ -176,6 +194,11 @@ impl RestoreStatus {
                             }
                         }
                         Record::Log { line } => s.log.push(line.clone()),
+                        Record::Child { pgid, command } => s
+                            .log
+                            .push(format!("started (process group {pgid}): {command}")),
+                        Record::BackupKept { backup_id } => s.kept.push(backup_id.clone()),
+                        Record::PausedAt { timeline, .. } => s.paused_timeline = Some(*timeline),
                         Record::Closed { outcome } => {
                             s.state = Phase::Closed;
                             s.outcome = Some(outcome.clone());
@@ -216,10 +239,44 @@ pub enum RestoreError {
     Busy,
     #[error("there is no restore in progress")]
     NoRestore,
+    #[error("there is no kept pre-restore data directory for restore {0:?}: `barkeep restore status` and the history list the restores")]
+    UnknownRestore(String),
+    #[error(
+        "PostgreSQL has left recovery (it was promoted{}): the restored database may have taken writes since, and rolling back or retrying would delete them. The restore can only be finished: accept it. The pre-restore data directory stays at {} for a manual return",
+        timeline.map(|t| format!(", timeline {t}")).unwrap_or_default(),
+        pre_restore.display()
+    )]
+    Promoted {
+        timeline: Option<i32>,
+        pre_restore: PathBuf,
+    },
+    #[error("barkeep must run as the OS user that owns {} ({owner}), not as {me}: run it as that user (e.g. `runuser -u <user> -- barkeep ...`); nothing was changed", dir.display())]
+    WrongUser {
+        me: String,
+        owner: String,
+        dir: PathBuf,
+    },
+    #[error("verify queries cannot run as the role {role}: {why}")]
+    VerifyRole { role: String, why: String },
+    #[error("{} cannot be set aside by a rename: {why}; nothing was changed", dir.display())]
+    NotRenamable { dir: PathBuf, why: String },
+    #[error("a restore is open ({0}): finish it (accept or roll back) before taking a backup, or Barman would back up the restored copy")]
+    BackupDuringRestore(String),
     #[error("this needs a restore paused at its target, but the restore is {0}")]
     NotPaused(String),
-    #[error("not enough free disk for the restore: {needed} bytes needed next to the data directory, {free} free")]
-    DiskFull { needed: u64, free: u64 },
+    #[error(
+        "the disk holding {} is full: {} needed, {} free{}",
+        dir.display(),
+        space::human(*needed),
+        space::human(*free),
+        if pre_restore_kept.is_empty() { String::new() } else { format!("; kept pre-restore directories take {} of it (discard the ones you no longer need: {})", space::human(pre_restore_kept.iter().map(|p| p.bytes).sum()), pre_restore_kept.iter().map(|p| p.restore_id.as_str()).collect::<Vec<_>>().join(", ")) }
+    )]
+    DiskFull {
+        dir: PathBuf,
+        needed: u64,
+        free: u64,
+        pre_restore_kept: Vec<PreRestoreDir>,
+    },
     #[error("the backups belong to another PostgreSQL cluster (Barman has system id {barman}, the server {server})")]
     WrongCluster { barman: String, server: String },
     #[error("WAL is missing from Barman's archive ({first} and {count} more): a restore past the gap is impossible")]
@@ -230,6 +287,8 @@ pub enum RestoreError {
     Query(String),
     #[error("step {step} failed: {message}")]
     StepFailed { step: &'static str, message: String },
+    #[error(transparent)]
+    Children(#[from] crate::process::ProcessError),
     #[error("the restore failed at step {step} ({message}) and was rolled back: the server is as it was before")]
     RolledBack { step: &'static str, message: String },
     #[error("the restore failed at step {step} ({message}) and rolling back failed too ({rollback}): the original data directory is safe at {pre_restore}")]
@@ -314,7 +373,9 @@ impl HostLock {
 }
 
 impl Engine {
+    /// Refuses, before writing anything, to run as another OS user than the cluster's owner.
     pub fn new(config: Arc<Config>) -> Result<Self, RestoreError> {
+        check_os_user(&config)?;
         let service = Service::from_config(&config)?;
         std::fs::create_dir_all(&config.state_dir).map_err(|source| RestoreError::Io {
             what: format!(
@@ -384,17 +445,25 @@ impl Engine {
         }
     }
 
-    /// Pre-restore data directories kept in the state dir, oldest first.
-    pub fn pre_restore_dirs(&self) -> Vec<PathBuf> {
+    /// Pre-restore data directories kept in the state dir, oldest first, with their size.
+    pub fn pre_restore_dirs(&self) -> Vec<PreRestoreDir> {
         let dir = self.inner.config.state_dir.join("pre-restore");
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        let mut v: Vec<PreRestoreDir> = std::fs::read_dir(dir)
             .ok()
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
-            .map(|e| e.path())
+            .filter_map(|e| {
+                let restore_id = e.file_name().to_str()?.to_owned();
+                let path = e.path();
+                Some(PreRestoreDir {
+                    bytes: space::disk_usage(&path),
+                    restore_id,
+                    path,
+                })
+            })
             .collect();
-        v.sort();
+        v.sort_by(|a, b| a.restore_id.cmp(&b.restore_id));
         v
     }
 

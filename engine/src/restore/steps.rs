@@ -4,20 +4,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio_postgres::SimpleQueryMessage;
 
+use super::guard::is_cluster;
 use super::journal::{sync_dir, Journal, Record};
-use super::{Engine, Outcome, Phase, Plan, QueryResult, RestoreError, RestoreStatus, Step};
+use super::run::Run;
+use super::space;
+use super::{Engine, Outcome, Phase, Plan, RestoreError, RestoreStatus, Step};
 use crate::catalog::Catalog;
 use crate::probe::{self, PauseState};
 use crate::service::{Postmaster, ServiceControl};
 use crate::target::TargetTime;
 use crate::window;
-
-/// Test hook for the crash-safety tests: `BARKEEP_FAULT_KILL_AFTER=<step>:<started|finished>`
-/// makes the process SIGKILL itself right after writing that journal entry, exactly as a power
-/// cut or an OOM kill would. Never set in production.
-const FAULT_ENV: &str = "BARKEEP_FAULT_KILL_AFTER";
 
 /// The recovery settings Barman 3.3 writes into postgresql.auto.conf (pitfall 5).
 const RECOVERY_SETTINGS: [&str; 5] = [
@@ -34,107 +31,6 @@ const PROMOTE_TIMEOUT: Duration = Duration::from_secs(300);
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
     let what = what.into();
     move |source| RestoreError::Io { what, source }
-}
-
-/// A journal being written by one operation, with the engine's live event feed.
-struct Run<'a> {
-    engine: &'a Engine,
-    journal: std::sync::Mutex<Journal>,
-}
-
-impl<'a> Run<'a> {
-    fn new(engine: &'a Engine, journal: Journal) -> Self {
-        Self {
-            engine,
-            journal: std::sync::Mutex::new(journal),
-        }
-    }
-
-    fn record(&self, record: Record) -> Result<(), RestoreError> {
-        let fault = fault_point(&record);
-        let entry = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .append(record)?;
-        let _ = self.engine.inner.events.send(entry);
-        if let Some(point) = fault {
-            if std::env::var(FAULT_ENV).ok().as_deref() == Some(point.as_str()) {
-                tracing::error!(%point, "fault injection: killing this process");
-                let _ = rustix::process::kill_process(
-                    rustix::process::getpid(),
-                    rustix::process::Signal::KILL,
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn log(&self, line: impl Into<String>) -> Result<(), RestoreError> {
-        let line = line.into();
-        tracing::info!("{line}");
-        self.record(Record::Log { line })
-    }
-
-    fn log_output(&self, out: &crate::barman::CommandOutput) -> Result<(), RestoreError> {
-        self.log(format!(
-            "$ barman {} ({} ms, exit {:?})",
-            out.command, out.elapsed_ms, out.code
-        ))?;
-        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
-        for l in lines {
-            self.log(format!("  {l}"))?;
-        }
-        Ok(())
-    }
-
-    /// Runs one step between its journal entries. The future starts only when awaited, after
-    /// the `started` entry is on disk.
-    async fn step<T>(
-        &self,
-        step: Step,
-        target: Option<TargetTime>,
-        body: impl std::future::Future<Output = Result<(T, Option<String>), RestoreError>>,
-    ) -> Result<T, RestoreError> {
-        self.record(Record::StepStarted { step, target })?;
-        let started = std::time::Instant::now();
-        match body.await {
-            Ok((value, detail)) => {
-                let ms = started.elapsed().as_millis();
-                let detail = Some(match detail {
-                    Some(d) => format!("{d} ({ms} ms)"),
-                    None => format!("{ms} ms"),
-                });
-                self.record(Record::StepFinished { step, detail })?;
-                Ok(value)
-            }
-            Err(e) => {
-                self.record(Record::StepFailed {
-                    step,
-                    error: e.to_string(),
-                })?;
-                Err(e)
-            }
-        }
-    }
-
-    /// Moves the closed journal to the history.
-    fn archive(self, state_dir: &Path) -> Result<(), RestoreError> {
-        let journal = self
-            .journal
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        journal.archive(state_dir)?;
-        Ok(())
-    }
-}
-
-fn fault_point(record: &Record) -> Option<String> {
-    match record {
-        Record::StepStarted { step, .. } => Some(format!("{}:started", step.name())),
-        Record::StepFinished { step, .. } => Some(format!("{}:finished", step.name())),
-        _ => None,
-    }
 }
 
 impl Engine {
@@ -241,19 +137,39 @@ impl Engine {
         }
 
         let data_dir = config.postgres.data_dir.clone();
+        // Set-aside is a rename into the state dir: refuse now what could not be renamed.
+        space::check_renamable(&data_dir, &config.state_dir)?;
         let parent = data_dir.parent().unwrap_or(Path::new("/"));
-        let stat = rustix::fs::statvfs(parent).map_err(|e| RestoreError::Io {
-            what: format!("cannot read the free space of {}", parent.display()),
-            source: e.into(),
-        })?;
-        let free_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
-        // The restored copy sits next to the set-aside original; leave room for replayed WAL.
-        let needed_bytes = backup.size.unwrap_or(0).saturating_mul(11) / 10 + (256 << 20);
+        let free_bytes = space::free_bytes(parent)?;
+        // The restored copy sits next to the set-aside original: the backup's files, the WAL
+        // barman copies for the replay, a margin.
+        let needed_bytes = space::needed_bytes(&catalog, backup);
+        let pre_restore_kept = self.pre_restore_dirs();
         if free_bytes < needed_bytes {
             return Err(RestoreError::DiskFull {
+                dir: parent.to_owned(),
                 needed: needed_bytes,
                 free: free_bytes,
+                pre_restore_kept,
             });
+        }
+        if free_bytes < needed_bytes.saturating_mul(2) {
+            warnings.push(format!(
+                "after this restore the disk holding {} cannot hold another one ({} free, {} per restore){}",
+                parent.display(),
+                space::human(free_bytes),
+                space::human(needed_bytes),
+                if pre_restore_kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} kept pre-restore director{} take {}: discard what you no longer need",
+                        pre_restore_kept.len(),
+                        if pre_restore_kept.len() == 1 { "y" } else { "ies" },
+                        space::human(pre_restore_kept.iter().map(|p| p.bytes).sum())
+                    )
+                }
+            ));
         }
 
         let checks = match self.barman().check().await {
@@ -282,10 +198,10 @@ impl Engine {
             data_dir,
             server_was_running: running,
             window,
-            kept_by_barkeep: Vec::new(),
             checks,
             free_bytes,
             needed_bytes,
+            pre_restore_kept,
             warnings,
         })
     }
@@ -299,42 +215,67 @@ impl Engine {
     ) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         self.refuse_if_in_progress()?;
-        let mut plan = self.plan(target, backup_id).await?;
-        // Hold the backup against retention (barman-facts.md pitfall 14) unless already kept.
-        if self.barman().keep_status(&plan.backup_id).await?.is_none() {
-            match self.barman().keep(&plan.backup_id).await {
-                Ok(_) => plan.kept_by_barkeep.push(plan.backup_id.clone()),
-                // 3.3 keeps DONE backups only; a WAITING_FOR_WALS one goes unheld.
-                Err(e) => plan
-                    .warnings
-                    .push(format!("could not hold the backup against retention: {e}")),
-            }
-        }
+        let plan = self.plan(target, backup_id).await?;
+        // The journal first: from here on every crash is resumed or rolled back by it.
         let mut journal = Journal::create(&self.config().state_dir, &plan.restore_id)?;
         let entry = journal.append(Record::Planned {
             plan: Box::new(plan.clone()),
         })?;
         let _ = self.inner.events.send(entry);
-        let run = Run::new(self, journal);
-        run.step(Step::Plan, Some(target), async {
-            for w in &plan.warnings {
-                run.log(format!("warning: {w}"))?;
-            }
-            Ok((
-                (),
-                Some(format!(
-                    "backup {} for target {}",
-                    plan.backup_id, plan.target
-                )),
-            ))
-        })
-        .await?;
-        let result = self
-            .run_to_paused(&run, &plan, plan.target, plan.backup_id.clone(), true)
+        let run = Run::new(self, journal, &[], &plan.data_dir);
+        let planned = run
+            .step(Step::Plan, Some(target), async {
+                for w in &plan.warnings {
+                    run.log(format!("warning: {w}"))?;
+                }
+                self.hold_backup(&run, &plan.backup_id).await?;
+                Ok((
+                    (),
+                    Some(format!(
+                        "backup {} for target {}",
+                        plan.backup_id, plan.target
+                    )),
+                ))
+            })
             .await;
+        let result = match planned {
+            Ok(()) => {
+                self.run_to_paused(&run, &plan, plan.target, plan.backup_id.clone(), true)
+                    .await
+            }
+            Err(e) => Err((Step::Plan, e)),
+        };
         self.finish_or_roll_back(run, &plan, result).await
     }
 
+    /// Holds a backup against retention for the length of the restore (barman-facts pitfall
+    /// 14), unless it was kept before; journaled BEFORE the keep so a crash still releases it.
+    async fn hold_backup(&self, run: &Run<'_>, backup_id: &str) -> Result<(), RestoreError> {
+        if self.barman().keep_status(backup_id).await?.is_some() {
+            return Ok(());
+        }
+        run.record(Record::BackupKept {
+            backup_id: backup_id.to_owned(),
+        })?;
+        if let Err(e) = self.barman().keep(backup_id).await {
+            // 3.3 keeps DONE backups only; a WAITING_FOR_WALS one goes unheld.
+            run.log(format!(
+                "warning: could not hold the backup against retention: {e}"
+            ))?;
+        }
+        Ok(())
+    }
+
+    async fn release_kept(&self, run: &Run<'_>) -> Result<(), RestoreError> {
+        for id in run.kept() {
+            if let Err(err) = self.barman().release_keep(&id).await {
+                run.log(format!(
+                    "warning: could not release the keep on backup {id}: {err}"
+                ))?;
+            }
+        }
+        Ok(())
+    }
     /// Runs archive (when `archive`), stop, set aside (first time) or wipe (retry), recover,
     /// start paused.
     async fn run_to_paused(
@@ -361,7 +302,17 @@ impl Engine {
                 .map_err(|e| (Step::SetAside, e))?;
         } else {
             run.step(Step::Retry, Some(target), async {
+                // Only a copy proven still in recovery (or never started) may go.
+                self.refuse_if_promoted(run, plan).await?;
                 self.stop_step().await?;
+                if let super::guard::RestoredCopy::Promoted { .. } =
+                    self.restored_copy_stopped(run, &plan.data_dir)
+                {
+                    return Err(RestoreError::Promoted {
+                        timeline: None,
+                        pre_restore: plan.pre_restore_dir.clone(),
+                    });
+                }
                 self.wipe_restored(plan)?;
                 Ok((
                     (),
@@ -377,7 +328,7 @@ impl Engine {
         .await
         .map_err(|e| (Step::Recover, e))?;
         run.step(Step::StartPaused, Some(target), async {
-            self.start_paused_step().await
+            self.start_paused_step(run).await
         })
         .await
         .map_err(|e| (Step::StartPaused, e))?;
@@ -433,7 +384,10 @@ impl Engine {
         Ok(())
     }
 
-    fn open_paused(&self) -> Result<(Journal, RestoreStatus), RestoreError> {
+    #[allow(clippy::type_complexity)]
+    fn open_paused(
+        &self,
+    ) -> Result<(Journal, Vec<super::journal::Entry>, RestoreStatus), RestoreError> {
         let (journal, entries) =
             Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
@@ -442,64 +396,7 @@ impl Engine {
                 format!("{:?}", status.state).to_lowercase(),
             ));
         }
-        Ok((journal, status))
-    }
-
-    /// Verify: a read-only query against the paused server (statement timeout, row limit,
-    /// read-only transaction; one statement only).
-    pub async fn query(&self, sql: &str, max_rows: usize) -> Result<QueryResult, RestoreError> {
-        let trimmed = sql.trim().trim_end_matches(';').trim();
-        if trimmed.is_empty() {
-            return Err(RestoreError::Query("the query is empty".into()));
-        }
-        if trimmed.contains(';') {
-            return Err(RestoreError::Query(
-                "one statement at a time, please".into(),
-            ));
-        }
-        let client = probe::connect(&self.config().postgres, None).await?;
-        let q = |source| crate::probe::ProbeError::Query {
-            what: "verify query",
-            source,
-        };
-        client
-            .batch_execute(
-                "BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '2s'",
-            )
-            .await
-            .map_err(q)?;
-        let messages = client.simple_query(trimmed).await;
-        let _ = client.batch_execute("ROLLBACK").await;
-        let messages = messages.map_err(|e| RestoreError::Query(db_error_text(&e)))?;
-        let mut result = QueryResult {
-            columns: Vec::new(),
-            rows: Vec::new(),
-            truncated: false,
-        };
-        for m in messages {
-            match m {
-                SimpleQueryMessage::RowDescription(cols) => {
-                    result.columns = cols.iter().map(|c| c.name().to_owned()).collect();
-                }
-                SimpleQueryMessage::Row(row) => {
-                    if result.columns.is_empty() {
-                        result.columns =
-                            row.columns().iter().map(|c| c.name().to_owned()).collect();
-                    }
-                    if result.rows.len() >= max_rows {
-                        result.truncated = true;
-                        continue;
-                    }
-                    result.rows.push(
-                        (0..row.len())
-                            .map(|i| row.get(i).map(str::to_owned))
-                            .collect(),
-                    );
-                }
-                _ => {}
-            }
-        }
-        Ok(result)
+        Ok((journal, entries, status))
     }
 
     /// Retry at another target: back to an empty data directory, recover, start paused.
@@ -509,8 +406,8 @@ impl Engine {
         backup_id: Option<&str>,
     ) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
-        let (journal, status) = self.open_paused()?;
-        let run = Run::new(self, journal);
+        let (journal, entries, status) = self.open_paused()?;
+        let run = Run::new(self, journal, &entries, &status.plan.data_dir);
         let plan = status.plan.clone();
         // Re-validate against the catalog as it is now; the server is paused, so no sealing.
         let catalog = self.catalog()?;
@@ -525,6 +422,8 @@ impl Engine {
                 })
             }
         }
+        // A restored copy that left recovery is live data: refused before any step runs.
+        self.refuse_if_promoted(&run, &plan).await?;
         let result = self.run_to_paused(&run, &plan, target, backup, false).await;
         self.finish_or_roll_back(run, &plan, result).await
     }
@@ -553,7 +452,16 @@ impl Engine {
         let (journal, entries) =
             Journal::open_current(&self.config().state_dir)?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
-        let run = Run::new(self, journal);
+        if status.state == Phase::Closed {
+            return Err(RestoreError::NoRestore);
+        }
+        if status.steps.iter().any(|s| s.step == Step::Accept) {
+            return Err(RestoreError::Promoted {
+                timeline: None,
+                pre_restore: status.plan.pre_restore_dir.clone(),
+            });
+        }
+        let run = Run::new(self, journal, &entries, &status.plan.data_dir);
         self.rollback_in(&run, &status.plan, "rolled back by request")
             .await?;
         run.archive(&self.config().state_dir)?;
@@ -568,13 +476,29 @@ impl Engine {
     ) -> Result<(), RestoreError> {
         run.step(Step::Rollback, None, async {
             let e = self;
+            // Nothing may still write into either directory: barman, its rsync, pg_ctl.
+            let killed = crate::process::kill_restore_children(run.restore_id()).await?;
+            if killed > 0 {
+                run.log(format!("stopped {killed} process(es) left by the interrupted step"))?;
+            }
+            // A restored copy that left recovery is live data: never deleted.
+            e.refuse_if_promoted(run, plan).await?;
             e.service().guard_against_start().await?;
             e.service().stop().await?;
             let pre = &plan.pre_restore_dir;
             let data = &plan.data_dir;
+            if let super::guard::RestoredCopy::Promoted { .. } = e.restored_copy_stopped(run, data) {
+                if is_cluster(pre) {
+                    return Err(RestoreError::Promoted {
+                        timeline: None,
+                        pre_restore: pre.clone(),
+                    });
+                }
+            }
             if is_cluster(pre) {
-                // The restored copy (or an empty dir) is in the data dir's place; it is derived
-                // from a backup, so it may go. The original comes back by rename.
+                // The restored copy (or an empty or half-written dir) is in the data dir's
+                // place; it derives from a backup and was proven never promoted, so it goes,
+                // FIRST: on a full disk that is what makes room for the rest.
                 if data.exists() {
                     let discard = e.config().state_dir.join(format!("discard-{}", plan.restore_id));
                     if discard.exists() {
@@ -604,11 +528,7 @@ impl Engine {
             if plan.server_was_running {
                 e.service().start().await?;
             }
-            for id in &plan.kept_by_barkeep {
-                if let Err(err) = e.barman().release_keep(id).await {
-                    run.log(format!("warning: could not release the keep on backup {id}: {err}"))?;
-                }
-            }
+            e.release_kept(run).await?;
             Ok(((), Some(reason.to_owned())))
         })
         .await?;
@@ -624,7 +544,7 @@ impl Engine {
     pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
         let (_guard, _lock) = self.exclusive().await?;
         // Paused, or an accept that failed half-way (every part of it can run again).
-        let (journal, status) = match self.open_paused() {
+        let (journal, entries, status) = match self.open_paused() {
             Ok(v) => v,
             Err(RestoreError::NotPaused(state)) => {
                 let (journal, entries) = Journal::open_current(&self.config().state_dir)?
@@ -634,11 +554,11 @@ impl Engine {
                 if status.last_step() != Some((Step::Accept, false)) {
                     return Err(RestoreError::NotPaused(state));
                 }
-                (journal, status)
+                (journal, entries, status)
             }
             Err(e) => return Err(e),
         };
-        let run = Run::new(self, journal);
+        let run = Run::new(self, journal, &entries, &status.plan.data_dir);
         self.accept_in(&run, &status.plan).await?;
         run.archive(&self.config().state_dir)?;
         self.current_status()
@@ -668,7 +588,7 @@ impl Engine {
             std::fs::remove_file(&path).map_err(io(format!("cannot remove {}", path.display())))?;
             return Ok(None);
         };
-        let run = Run::new(self, journal);
+        let run = Run::new(self, journal, &entries, &status.plan.data_dir);
         let plan = status.plan.clone();
         if status.state == Phase::Closed {
             run.archive(&self.config().state_dir)?;
@@ -678,6 +598,14 @@ impl Engine {
         run.log(format!(
             "resuming after an interruption; last step: {last:?}"
         ))?;
+        // Before any directory is looked at: whatever the dead process started for this
+        // restore (barman recover and its rsync, pg_ctl) is killed and proven gone.
+        let killed = crate::process::kill_restore_children(run.restore_id()).await?;
+        if killed > 0 {
+            run.log(format!(
+                "stopped {killed} process(es) the interrupted barkeep had started"
+            ))?;
+        }
         match last {
             Some((Step::StartPaused, true))
             | Some((Step::Accept, false))
@@ -694,7 +622,18 @@ impl Engine {
                     run.archive(&self.config().state_dir)?;
                     return self.status();
                 }
-                if accepting {
+                let promoted = !accepting
+                    && matches!(
+                        self.restored_copy_running(&run).await?,
+                        Some(super::guard::RestoredCopy::Promoted { .. })
+                    );
+                if accepting || promoted {
+                    if promoted {
+                        run.log(
+                            "PostgreSQL left recovery while the restore was paused (promoted outside barkeep): \
+                             it may have taken writes, so the restore is finished, never undone",
+                        )?;
+                    }
                     self.accept_in(&run, &plan).await?;
                     run.archive(&self.config().state_dir)?;
                 } else {
@@ -724,16 +663,23 @@ impl Engine {
 
     /// A new base backup (`barman backup --wait`), e.g. right after an accepted restore.
     pub async fn backup_now(&self) -> Result<crate::barman::CommandOutput, RestoreError> {
+        let (_guard, _lock) = self.exclusive().await?;
+        let path = Journal::current_path(&self.config().state_dir);
+        if let Some(entries) = super::journal::read(&path)? {
+            let id = RestoreStatus::from_entries(&entries)
+                .map(|s| s.restore_id)
+                .unwrap_or_else(|| "unknown".into());
+            return Err(RestoreError::BackupDuringRestore(id));
+        }
         Ok(self.barman().backup().await?)
     }
 
     /// Removes a kept pre-restore directory, once the person has decided it can go.
-    pub fn discard_pre_restore(&self, restore_id: &str) -> Result<(), RestoreError> {
-        if !restore_id.starts_with('r')
-            || !restore_id[1..].bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(RestoreError::UnknownBackup(restore_id.to_owned()));
+    pub async fn discard_pre_restore(&self, restore_id: &str) -> Result<(), RestoreError> {
+        if !is_restore_id(restore_id) {
+            return Err(RestoreError::UnknownRestore(restore_id.to_owned()));
         }
+        let (_guard, _lock) = self.exclusive().await?;
         if let Some(s) = self.status()? {
             if s.restore_id == restore_id && s.state != Phase::Closed {
                 return Err(RestoreError::InProgress {
@@ -744,7 +690,7 @@ impl Engine {
         }
         let dir = self.config().state_dir.join("pre-restore").join(restore_id);
         if !dir.exists() {
-            return Err(RestoreError::NoRestore);
+            return Err(RestoreError::UnknownRestore(restore_id.to_owned()));
         }
         std::fs::remove_dir_all(&dir).map_err(io(format!("cannot remove {}", dir.display())))
     }
@@ -896,16 +842,34 @@ impl Engine {
             Err(e) => {
                 if let crate::barman::BarmanError::Failed { output, .. } = &e {
                     run.log_output(output)?;
+                    if space::says_disk_full(&format!("{}{}", output.stdout, output.stderr)) {
+                        let parent = data.parent().unwrap_or(Path::new("/"));
+                        let catalog = self.catalog()?;
+                        return Err(RestoreError::DiskFull {
+                            dir: parent.to_owned(),
+                            needed: catalog
+                                .backup(backup_id)
+                                .map(|b| space::needed_bytes(&catalog, b))
+                                .unwrap_or(plan.needed_bytes),
+                            free: space::free_bytes(parent).unwrap_or(0),
+                            pre_restore_kept: self.pre_restore_dirs(),
+                        });
+                    }
                 }
                 Err(e.into())
             }
         }
     }
 
-    async fn start_paused_step(&self) -> Result<((), Option<String>), RestoreError> {
+    async fn start_paused_step(&self, run: &Run<'_>) -> Result<((), Option<String>), RestoreError> {
         self.service().release_start_guard().await?;
         self.service().start().await?;
         let replayed = self.wait_paused().await?;
+        let s = probe::status(&self.config().postgres).await?;
+        run.record(Record::PausedAt {
+            timeline: s.timeline,
+            last_replayed: replayed,
+        })?;
         Ok((
             (),
             Some(match replayed {
@@ -1073,13 +1037,7 @@ impl Engine {
                 message: format!("no WAL of timeline {timeline} reached Barman; check archiving"),
             });
         }
-        for id in &plan.kept_by_barkeep {
-            if let Err(e) = self.barman().release_keep(id).await {
-                run.log(format!(
-                    "warning: could not release the keep on backup {id}: {e}"
-                ))?;
-            }
-        }
+        self.release_kept(run).await?;
         Ok((
             timeline,
             Some(format!(
@@ -1182,7 +1140,7 @@ async fn wait_for_setting(
     Ok(false)
 }
 
-fn db_error_text(e: &tokio_postgres::Error) -> String {
+pub(crate) fn db_error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         // Paused replay still holds the locks of transactions in flight at the target: a
         // TRUNCATE or DROP TABLE committed after the target keeps its table locked until accept.
@@ -1197,9 +1155,12 @@ fn db_error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A directory that holds a PostgreSQL cluster.
-fn is_cluster(dir: &Path) -> bool {
-    dir.join("PG_VERSION").is_file() && dir.join("global").join("pg_control").is_file()
+/// A restore id as barkeep makes them: `r` and a UTC timestamp (`r20261127T213225123Z`).
+fn is_restore_id(s: &str) -> bool {
+    s.len() <= 32
+        && s.starts_with('r')
+        && s.len() > 1
+        && s[1..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn make_empty_data_dir(dir: &Path) -> Result<(), RestoreError> {

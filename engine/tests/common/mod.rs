@@ -52,3 +52,46 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Starts a copy of a cluster (a kept pre-restore directory) on a private port and socket
+/// directory, with archiving off (it must never write into Barman's incoming/), counts the rows
+/// of `table`, and stops it again.
+pub fn count_in_copy(sb: &Sandbox, dir: &std::path::Path, table: &str) -> i64 {
+    let sock = tempfile::tempdir().expect("socket dir");
+    let port = sb.pg_port() + 1000;
+    let opts = format!(
+        "-c port={port} -c listen_addresses= -c unix_socket_directories={} -c archive_mode=off",
+        sock.path().display()
+    );
+    let log = sock.path().join("log");
+    let pg_ctl = sb.pg_bin_dir().join("pg_ctl");
+    let st = std::process::Command::new(&pg_ctl)
+        .arg("-D")
+        .arg(dir)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-o", &opts, "start"])
+        .status()
+        .expect("pg_ctl start");
+    assert!(
+        st.success(),
+        "the copy starts: {}",
+        barkeep_testkit::tail_of(&log, 20)
+    );
+    let out = std::process::Command::new(sb.pg_bin_dir().join("psql"))
+        .args(["-XAtq", "-h"])
+        .arg(sock.path())
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", "app", "-c"])
+        .arg(format!("SELECT count(*) FROM {table}"))
+        .output()
+        .expect("psql");
+    let _ = std::process::Command::new(&pg_ctl)
+        .arg("-D")
+        .arg(dir)
+        .args(["-m", "fast", "-w", "stop"])
+        .status();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("a count: {}", String::from_utf8_lossy(&out.stderr)))
+}

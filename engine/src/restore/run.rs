@@ -1,0 +1,274 @@
+//! A journaled run of one restore operation: every step between its `started` and its
+//! `finished`/`failed` entries, every child process it starts recorded (process group) and
+//! marked with the restore id, the live event feed fed with each entry.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::broadcast;
+
+use super::journal::{Entry, Journal, Record};
+use super::{Engine, RestoreError, Step};
+use crate::process::{ChildObserver, OBSERVER};
+use crate::target::TargetTime;
+
+/// The journal of one restore and what it says so far, shared with the child observer.
+pub(crate) struct Recorder {
+    journal: Mutex<Journal>,
+    events: broadcast::Sender<Entry>,
+    restore_id: String,
+    data_dir: PathBuf,
+    step: Mutex<Option<Step>>,
+    kept: Mutex<Vec<String>>,
+    server_started: AtomicBool,
+    paused_timeline: Mutex<Option<i32>>,
+}
+
+impl Recorder {
+    fn record(&self, record: Record) -> Result<(), RestoreError> {
+        match &record {
+            Record::StepStarted { step, .. } => {
+                *lock(&self.step) = Some(*step);
+                if *step == Step::StartPaused {
+                    self.server_started.store(true, Ordering::SeqCst);
+                }
+            }
+            Record::BackupKept { backup_id } => lock(&self.kept).push(backup_id.clone()),
+            Record::PausedAt { timeline, .. } => *lock(&self.paused_timeline) = Some(*timeline),
+            _ => {}
+        }
+        let point = fault::point(&record);
+        let entry = lock(&self.journal).append(record)?;
+        let _ = self.events.send(entry);
+        if let Some(point) = point {
+            fault::at_entry(&point);
+        }
+        Ok(())
+    }
+}
+
+impl ChildObserver for Recorder {
+    fn restore_id(&self) -> Option<String> {
+        Some(self.restore_id.clone())
+    }
+
+    fn started(&self, pgid: i32, command: &str) {
+        if let Err(e) = self.record(Record::Child {
+            pgid,
+            command: command.to_owned(),
+        }) {
+            // The child is marked in its environment: resume finds it without this entry.
+            tracing::warn!(error = %e, pgid, "cannot journal a child process");
+        }
+        if let Some(step) = *lock(&self.step) {
+            fault::in_child(step, &self.data_dir);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One operation's run over the journal of the restore in progress.
+pub(crate) struct Run<'a> {
+    recorder: Arc<Recorder>,
+    _engine: std::marker::PhantomData<&'a Engine>,
+}
+
+impl<'a> Run<'a> {
+    /// `entries`: what the journal already holds (empty for a new restore).
+    pub(crate) fn new(
+        engine: &'a Engine,
+        journal: Journal,
+        entries: &[Entry],
+        data_dir: &Path,
+    ) -> Self {
+        let mut kept = Vec::new();
+        let mut started = false;
+        let mut paused = None;
+        for e in entries {
+            match &e.record {
+                Record::BackupKept { backup_id } => kept.push(backup_id.clone()),
+                Record::StepStarted {
+                    step: Step::StartPaused,
+                    ..
+                } => started = true,
+                Record::PausedAt { timeline, .. } => paused = Some(*timeline),
+                _ => {}
+            }
+        }
+        let restore_id = journal.restore_id().to_owned();
+        Self {
+            _engine: std::marker::PhantomData,
+            recorder: Arc::new(Recorder {
+                journal: Mutex::new(journal),
+                events: engine.inner.events.clone(),
+                restore_id,
+                data_dir: data_dir.to_owned(),
+                step: Mutex::new(None),
+                kept: Mutex::new(kept),
+                server_started: AtomicBool::new(started),
+                paused_timeline: Mutex::new(paused),
+            }),
+        }
+    }
+
+    pub(crate) fn restore_id(&self) -> &str {
+        &self.recorder.restore_id
+    }
+
+    pub(crate) fn record(&self, record: Record) -> Result<(), RestoreError> {
+        self.recorder.record(record)
+    }
+
+    pub(crate) fn log(&self, line: impl Into<String>) -> Result<(), RestoreError> {
+        let line = line.into();
+        tracing::info!("{line}");
+        self.record(Record::Log { line })
+    }
+
+    pub(crate) fn log_output(
+        &self,
+        out: &crate::process::CommandOutput,
+    ) -> Result<(), RestoreError> {
+        self.log(format!(
+            "$ barman {} ({} ms, exit {:?})",
+            out.command, out.elapsed_ms, out.code
+        ))?;
+        for l in out.lines() {
+            self.log(format!("  {l}"))?;
+        }
+        Ok(())
+    }
+
+    /// Backups barkeep holds against retention for this restore (released at the end).
+    pub(crate) fn kept(&self) -> Vec<String> {
+        lock(&self.recorder.kept).clone()
+    }
+
+    /// Whether the restored copy was ever started: before that it is a copy of a backup and
+    /// may go; after it, only a copy PROVEN still in recovery may.
+    pub(crate) fn server_started(&self) -> bool {
+        self.recorder.server_started.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn paused_timeline(&self) -> Option<i32> {
+        *lock(&self.recorder.paused_timeline)
+    }
+
+    /// Runs one step between its journal entries; children it spawns are recorded and marked.
+    /// The future starts only when awaited, after the `started` entry is on disk.
+    pub(crate) async fn step<T>(
+        &self,
+        step: Step,
+        target: Option<TargetTime>,
+        body: impl std::future::Future<Output = Result<(T, Option<String>), RestoreError>>,
+    ) -> Result<T, RestoreError> {
+        self.record(Record::StepStarted { step, target })?;
+        let started = std::time::Instant::now();
+        let observer: Arc<dyn ChildObserver> = self.recorder.clone();
+        match OBSERVER.scope(observer, body).await {
+            Ok((value, detail)) => {
+                let ms = started.elapsed().as_millis();
+                let detail = Some(match detail {
+                    Some(d) => format!("{d} ({ms} ms)"),
+                    None => format!("{ms} ms"),
+                });
+                self.record(Record::StepFinished { step, detail })?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.record(Record::StepFailed {
+                    step,
+                    error: e.to_string(),
+                })?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves the closed journal to the history.
+    pub(crate) fn archive(self, state_dir: &Path) -> Result<(), RestoreError> {
+        let recorder = Arc::try_unwrap(self.recorder).map_err(|_| RestoreError::Io {
+            what: "the restore journal is still in use".into(),
+            source: std::io::Error::other("busy"),
+        })?;
+        let journal = recorder
+            .journal
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        journal.archive(state_dir)?;
+        Ok(())
+    }
+}
+
+/// Fault injection for the crash tests, compiled only with the `fault-injection` feature
+/// (test builds of the CLI; never the release build cargo-leptos makes):
+/// `BARKEEP_FAULT_KILL_AFTER=<step>:started|finished` SIGKILLs the process right after that
+/// journal entry, `<step>:child` while the step's first child runs (for `recover`: once barman
+/// has started writing into the data directory), exactly as an OOM kill would.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use super::*;
+
+    const FAULT_ENV: &str = "BARKEEP_FAULT_KILL_AFTER";
+
+    pub(super) fn point(record: &Record) -> Option<String> {
+        match record {
+            Record::StepStarted { step, .. } => Some(format!("{}:started", step.name())),
+            Record::StepFinished { step, .. } => Some(format!("{}:finished", step.name())),
+            _ => None,
+        }
+    }
+
+    fn wanted(point: &str) -> bool {
+        std::env::var(FAULT_ENV).ok().as_deref() == Some(point)
+    }
+
+    fn die(point: &str) {
+        tracing::error!(%point, "fault injection: killing this process");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+
+    pub(super) fn at_entry(point: &str) {
+        if wanted(point) {
+            die(point);
+        }
+    }
+
+    pub(super) fn in_child(step: Step, data_dir: &Path) {
+        let point = format!("{}:child", step.name());
+        if !wanted(&point) {
+            return;
+        }
+        let data_dir = data_dir.to_owned();
+        // From another thread, so that this one goes on reading the child's output.
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            if step == Step::Recover {
+                while std::time::Instant::now() < deadline
+                    && std::fs::read_dir(&data_dir).map_or(true, |mut d| d.next().is_none())
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+            die(&point);
+        });
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+mod fault {
+    use super::*;
+
+    pub(super) fn point(_: &Record) -> Option<String> {
+        None
+    }
+    pub(super) fn at_entry(_: &str) {}
+    pub(super) fn in_child(_: Step, _: &Path) {}
+}

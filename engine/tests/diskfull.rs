@@ -1,0 +1,133 @@
+//! A full disk on a small loop-mounted ext4 filesystem that holds the whole stack (data
+//! directory, state directory, Barman's catalog): the plan refuses up front when it can tell;
+//! when the disk fills after the plan passed, the recover fails, the rollback still runs (the
+//! half-recovered copy goes first, the journal has its reserved space) and PostgreSQL comes
+//! back with its rows. scripts/test (as root) mounts the filesystem and names it in
+//! BARKEEP_SMALLFS; without it this test fails: it is a prerequisite, not an option.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use barkeep_engine::restore::journal::Record;
+use barkeep_engine::restore::{Phase, RestoreError, Step};
+use barkeep_testkit::SandboxOptions;
+use common::*;
+
+fn smallfs() -> PathBuf {
+    let dir = std::env::var_os("BARKEEP_SMALLFS")
+        .map(PathBuf::from)
+        .expect(
+            "BARKEEP_SMALLFS is not set: run the tests through scripts/test, which mounts a small \
+         loop filesystem for this test",
+        );
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    dir
+}
+
+fn free(dir: &Path) -> u64 {
+    let s = rustix::fs::statvfs(dir).expect("statvfs");
+    s.f_bavail * s.f_frsize
+}
+
+/// Takes all but `leave` bytes of the filesystem holding `dir` with one allocated file.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let path = dir.join("filler");
+    let f = std::fs::File::create(&path).expect("filler");
+    let mut len = free(dir).saturating_sub(leave);
+    loop {
+        match rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::NOSPC) if len > (1 << 20) => len -= 1 << 20,
+            Err(e) => panic!("fallocate {len}: {e}"),
+        }
+    }
+    path
+}
+
+#[test]
+fn a_full_disk_is_refused_up_front_or_rolled_back_with_nothing_lost() {
+    let parent = smallfs().join(format!("t{}", std::process::id()));
+    std::fs::create_dir_all(&parent).expect("mkdir");
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (sb, engine) = stack(SandboxOptions {
+        parent: Some(parent.clone()),
+        ..SandboxOptions::default()
+    });
+    let rt = runtime();
+    sb.psql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    sb.psql("INSERT INTO t SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    let target = mark_time();
+    sb.psql("DELETE FROM t WHERE id % 2 = 0");
+    let before = checksum(&sb, "t");
+
+    // 1. The plan can tell: refused before anything is stopped, in words that name the disk.
+    let plan = rt.block_on(engine.plan(target, None)).expect("plan");
+    let filler = fill(&parent, plan.needed_bytes / 2);
+    let e = rt
+        .block_on(engine.start_restore(target, None))
+        .expect_err("not enough space");
+    assert!(matches!(e, RestoreError::DiskFull { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.starts_with("the disk holding "), "{msg}");
+    assert!(
+        msg.contains(" is full: ") && msg.contains("needed"),
+        "{msg}"
+    );
+    assert!(!sb.state_dir().join("restore.journal").exists());
+    assert!(!in_recovery(&sb));
+    assert_eq!(checksum(&sb, "t"), before);
+    std::fs::remove_file(&filler).expect("rm filler");
+
+    // 2. The plan passes, then something fills the disk while barman recover runs.
+    let mut events = engine.subscribe();
+    let fill_dir = parent.clone();
+    let filler_thread = std::thread::spawn(move || loop {
+        match events.blocking_recv() {
+            Ok(e) => {
+                if matches!(
+                    e.record,
+                    Record::StepFinished {
+                        step: Step::SetAside,
+                        ..
+                    }
+                ) {
+                    return Some(fill(&fill_dir, 0));
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return None,
+        }
+    });
+    let e = rt
+        .block_on(engine.start_restore(target, None))
+        .expect_err("the recover meets a full disk");
+    let filler = filler_thread
+        .join()
+        .expect("filler thread")
+        .expect("filled after set aside");
+    match &e {
+        RestoreError::RolledBack { step, message } => {
+            assert_eq!(*step, "recover", "{e}");
+            assert!(message.contains("the disk holding"), "{e}");
+        }
+        other => panic!("expected an automatic rollback, got: {other}"),
+    }
+    // Rolled back with the disk still full: PostgreSQL is up with every row.
+    assert!(!in_recovery(&sb));
+    assert_eq!(checksum(&sb, "t"), before, "nothing lost");
+    let status = engine.status().expect("status").expect("a restore");
+    assert_eq!(status.state, Phase::Closed);
+    assert!(!sb.state_dir().join("restore.journal").exists());
+    std::fs::remove_file(&filler).expect("rm filler");
+
+    // And the next restore works.
+    let s = rt
+        .block_on(engine.start_restore(target, None))
+        .expect("a restore with room");
+    assert_eq!(s.state, Phase::Paused);
+    rt.block_on(engine.rollback()).expect("roll back");
+    assert_eq!(checksum(&sb, "t"), before);
+}
