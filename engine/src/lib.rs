@@ -5,6 +5,7 @@
 pub mod barman;
 pub mod catalog;
 pub mod config;
+pub mod overview;
 pub mod probe;
 pub mod process;
 pub mod pyliteral;

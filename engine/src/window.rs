@@ -2,16 +2,30 @@
 //! archived WAL (barman-facts.md pitfall 13: not "now", not a segment's mtime). The last commit
 //! is read with pg_waldump (run with TZ=UTC) on the newest segments, walking back until one
 //! holds a commit: forced switches and backups leave segments without any.
+//!
+//! Decoding a segment costs a file read, a gunzip, a 16 MiB temporary file and a pg_waldump run,
+//! so the engine reads the window through one [`WindowCache`]:
+//! - the answer is kept per [`WindowKey`] (the earliest recoverable backup and the newest
+//!   segment file), and computed ONCE for all concurrent callers (one computation at a time;
+//!   whoever waited finds the answer ready);
+//! - what each segment holds is memoised per [`SegmentKey`], so a segment is decoded at most once:
+//!   an archived segment never changes (Barman never rewrites one), a file still in incoming/ is
+//!   known by its size and mtime (archive_command may still be copying it);
+//! - all file I/O runs on tokio's blocking threads, never on the async ones.
 
-use std::io::Read;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::wal::WalSegment;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +40,11 @@ pub enum WindowError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A blocking task panicked or was cancelled (a bug, or the runtime shutting down).
+    #[error("reading {what} stopped unexpectedly: {message}")]
+    Task { what: &'static str, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,28 +60,278 @@ pub struct RecoveryWindow {
 /// How far back to look for a segment with a transaction in it.
 const MAX_SEGMENTS_BACK: usize = 32;
 
+/// How long one pg_waldump may run.
+const WALDUMP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a candidate segment file lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// In Barman's `wals/` (gzip), with the compressed size xlog.db records.
+    Archived { size: u64 },
+    /// In `incoming/`, copied there by archive_command and not yet processed by `barman cron`.
+    Incoming,
+}
+
+/// A segment file that may hold the last transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub segment: WalSegment,
+    pub path: PathBuf,
+    pub location: Location,
+}
+
+/// The segments to look at, newest first (by position; the highest timeline wins a tie; an
+/// archived copy wins over one still in incoming/), at most [`MAX_SEGMENTS_BACK`] of them.
+pub fn candidates(catalog: &Catalog) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = catalog
+        .archived
+        .iter()
+        .filter_map(|w| {
+            w.segment().map(|segment| Candidate {
+                segment,
+                path: catalog.segment_path(&segment),
+                location: Location::Archived { size: w.size },
+            })
+        })
+        .chain(catalog.incoming.iter().filter_map(|p| {
+            WalSegment::parse(&p.name).map(|segment| Candidate {
+                segment,
+                path: catalog.server_home.join("incoming").join(&p.name),
+                location: Location::Incoming,
+            })
+        }))
+        .collect();
+    // Stable: for equal segments the archived entry (chained first) stays first.
+    all.sort_by_key(|c| std::cmp::Reverse((c.segment.index(), c.segment.timeline)));
+    all.dedup_by_key(|c| c.segment);
+    all.truncate(MAX_SEGMENTS_BACK);
+    all
+}
+
+/// What identifies the content of one segment file, for the per-segment memo.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SegmentKey {
+    /// Barman never rewrites an archived segment: its name (and size) identify it.
+    Archived { segment: WalSegment, size: u64 },
+    /// archive_command may still be copying it: its size and mtime as seen now.
+    Incoming {
+        segment: WalSegment,
+        size: u64,
+        modified: SystemTime,
+    },
+}
+
+impl SegmentKey {
+    /// The key of a candidate; `file` is (size, mtime) of an incoming file (unused for archived
+    /// segments). `None` when an incoming file was not there (`barman cron` moved it meanwhile).
+    pub fn of(candidate: &Candidate, file: Option<(u64, SystemTime)>) -> Option<Self> {
+        match candidate.location {
+            Location::Archived { size } => Some(Self::Archived {
+                segment: candidate.segment,
+                size,
+            }),
+            Location::Incoming => file.map(|(size, modified)| Self::Incoming {
+                segment: candidate.segment,
+                size,
+                modified,
+            }),
+        }
+    }
+
+    pub fn segment(&self) -> WalSegment {
+        match self {
+            Self::Archived { segment, .. } | Self::Incoming { segment, .. } => *segment,
+        }
+    }
+}
+
+/// What determines the window: the earliest recoverable backup and the newest segment file
+/// (only the newest can still be growing: PostgreSQL archives one segment at a time, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowKey {
+    pub earliest: Option<DateTime<Utc>>,
+    pub newest: Option<SegmentKey>,
+}
+
+/// The engine's recovery-window cache (see the module documentation). Cheap to clone: clones
+/// share everything.
+#[derive(Clone, Default)]
+pub struct WindowCache {
+    inner: Arc<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    state: tokio::sync::Mutex<CacheState>,
+    waldump_runs: AtomicU64,
+}
+
+#[derive(Default)]
+struct CacheState {
+    last: Option<(WindowKey, RecoveryWindow)>,
+    /// Last transaction time per segment file decoded (None: none in it).
+    memo: HashMap<SegmentKey, Option<DateTime<Utc>>>,
+}
+
+impl std::fmt::Debug for WindowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowCache")
+            .field("waldump_runs", &self.waldump_runs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WindowCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times this cache has started pg_waldump (for tests and the bench).
+    pub fn waldump_runs(&self) -> u64 {
+        self.inner.waldump_runs.load(Ordering::Relaxed)
+    }
+
+    /// The recovery window of `catalog`: from the cache when nothing it depends on changed,
+    /// else computed once (concurrent callers wait for that one computation), decoding only
+    /// segments not decoded before. The computation runs in its own task: a caller that goes
+    /// away (a closed HTTP connection) does not waste the others' wait.
+    pub async fn window(
+        &self,
+        catalog: &Catalog,
+        pg_bin_dir: &Path,
+    ) -> Result<RecoveryWindow, WindowError> {
+        let earliest = catalog.earliest_recoverable();
+        let candidates = candidates(catalog);
+        let inner = Arc::clone(&self.inner);
+        let pg_bin_dir = pg_bin_dir.to_owned();
+        tokio::spawn(async move { inner.compute(earliest, candidates, &pg_bin_dir).await })
+            .await
+            .map_err(|e| task_error("the recovery window", e))?
+    }
+}
+
+impl CacheInner {
+    async fn compute(
+        &self,
+        earliest: Option<DateTime<Utc>>,
+        candidates: Vec<Candidate>,
+        pg_bin_dir: &Path,
+    ) -> Result<RecoveryWindow, WindowError> {
+        let (keyed, mut complete) = identify(candidates).await?;
+        let key = WindowKey {
+            earliest,
+            newest: keyed.first().map(|(k, _)| k.clone()),
+        };
+        let mut state = self.state.lock().await;
+        if let Some((k, w)) = &state.last {
+            if *k == key {
+                return Ok(w.clone());
+            }
+        }
+        let mut found = None;
+        let mut decoded = 0u32;
+        for (k, path) in &keyed {
+            let last = match state.memo.get(k) {
+                Some(t) => *t,
+                None => {
+                    match decode(k.segment(), path, pg_bin_dir, Some(&self.waldump_runs)).await? {
+                        Decoded::Missing => {
+                            complete = false;
+                            None
+                        }
+                        Decoded::Ran(t) => {
+                            decoded += 1;
+                            state.memo.insert(k.clone(), t);
+                            t
+                        }
+                    }
+                }
+            };
+            if let Some(t) = last {
+                found = Some((t, k.segment()));
+                break;
+            }
+        }
+        let window = RecoveryWindow {
+            earliest,
+            latest: found.map(|(t, _)| t),
+            latest_segment: found.map(|(_, s)| s.to_string()),
+        };
+        // Segments that fell out of the walk-back range are never looked at again.
+        let live: HashSet<&SegmentKey> = keyed.iter().map(|(k, _)| k).collect();
+        state.memo.retain(|k, _| live.contains(k));
+        if decoded > 0 {
+            tracing::info!(
+                decoded,
+                waldump_runs = self.waldump_runs.load(Ordering::Relaxed),
+                latest = ?window.latest,
+                segment = ?window.latest_segment,
+                "recovery window recomputed"
+            );
+        }
+        // A file that vanished mid-way (moved by `barman cron`) makes this answer one for a
+        // catalog that no longer exists: answer it, but do not keep it.
+        if complete {
+            state.last = Some((key, window.clone()));
+        }
+        Ok(window)
+    }
+}
+
+/// Keys the candidates: incoming files are stat'ed (on a blocking thread). The flag is false
+/// when an incoming file was gone already.
+async fn identify(
+    candidates: Vec<Candidate>,
+) -> Result<(Vec<(SegmentKey, PathBuf)>, bool), WindowError> {
+    if candidates.iter().all(|c| c.location != Location::Incoming) {
+        let keyed = candidates
+            .into_iter()
+            .filter_map(|c| SegmentKey::of(&c, None).map(|k| (k, c.path)))
+            .collect();
+        return Ok((keyed, true));
+    }
+    blocking("the incoming WAL files", move || {
+        let mut complete = true;
+        let mut keyed = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let file = match c.location {
+                Location::Archived { .. } => None,
+                Location::Incoming => match std::fs::metadata(&c.path) {
+                    Ok(m) => Some((m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        complete = false;
+                        None
+                    }
+                    Err(source) => {
+                        return Err(WindowError::Segment {
+                            path: c.path,
+                            source,
+                        })
+                    }
+                },
+            };
+            if let Some(k) = SegmentKey::of(&c, file) {
+                keyed.push((k, c.path));
+            }
+        }
+        Ok((keyed, complete))
+    })
+    .await?
+}
+
+/// The recovery window of `catalog`, computed now without any cache (each call decodes the
+/// segments it walks). The engine's [`WindowCache`] gives the same answer.
 pub async fn recovery_window(
     catalog: &Catalog,
     pg_bin_dir: &Path,
 ) -> Result<RecoveryWindow, WindowError> {
     let earliest = catalog.earliest_recoverable();
-    let mut candidates: Vec<(WalSegment, PathBuf)> = catalog
-        .archived
-        .iter()
-        .filter_map(|w| w.segment().map(|s| (s, catalog.segment_path(&s))))
-        .chain(catalog.incoming.iter().filter_map(|p| {
-            WalSegment::parse(&p.name)
-                .map(|s| (s, catalog.server_home.join("incoming").join(&p.name)))
-        }))
-        .collect();
-    candidates.sort_by_key(|(s, _)| std::cmp::Reverse((s.index(), s.timeline)));
-    candidates.dedup_by_key(|(s, _)| *s);
-    for (segment, path) in candidates.into_iter().take(MAX_SEGMENTS_BACK) {
-        if let Some(t) = last_xact_in_segment(&segment, &path, pg_bin_dir).await? {
+    for c in candidates(catalog) {
+        if let Decoded::Ran(Some(t)) = decode(c.segment, &c.path, pg_bin_dir, None).await? {
             return Ok(RecoveryWindow {
                 earliest,
                 latest: Some(t),
-                latest_segment: Some(segment.to_string()),
+                latest_segment: Some(c.segment.to_string()),
             });
         }
     }
@@ -73,64 +342,130 @@ pub async fn recovery_window(
     })
 }
 
-/// The time of the last COMMIT/ABORT record in one archived segment (gzip or plain).
+/// The time of the last COMMIT/ABORT record in one archived segment (gzip or plain); `None`
+/// when it has none or the file is gone.
 pub async fn last_xact_in_segment(
     segment: &WalSegment,
     path: &Path,
     pg_bin_dir: &Path,
 ) -> Result<Option<DateTime<Utc>>, WindowError> {
-    let seg_err = |source| WindowError::Segment {
+    match decode(*segment, path, pg_bin_dir, None).await? {
+        Decoded::Ran(t) => Ok(t),
+        Decoded::Missing => Ok(None),
+    }
+}
+
+enum Decoded {
+    /// The file is gone (removed by retention, or moved out of incoming/ meanwhile).
+    Missing,
+    /// pg_waldump ran: the last transaction time in the segment, if any.
+    Ran(Option<DateTime<Utc>>),
+}
+
+/// A segment copied, uncompressed, into a temporary directory under its own name.
+struct Staged {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+/// Decodes one segment: the file work on a blocking thread, pg_waldump as a child process.
+/// `runs` counts the pg_waldump processes started.
+async fn decode(
+    segment: WalSegment,
+    path: &Path,
+    pg_bin_dir: &Path,
+    runs: Option<&AtomicU64>,
+) -> Result<Decoded, WindowError> {
+    let source = path.to_owned();
+    let staged = blocking("an archived WAL segment", move || stage(segment, &source)).await??;
+    let Some(staged) = staged else {
+        return Ok(Decoded::Missing);
+    };
+    if let Some(runs) = runs {
+        runs.fetch_add(1, Ordering::Relaxed);
+    }
+    let result = waldump(&staged.file, pg_bin_dir).await;
+    // Removing 16 MiB is file I/O too.
+    let Staged { dir, .. } = staged;
+    if let Err(e) = tokio::task::spawn_blocking(move || dir.close()).await {
+        tracing::warn!(error = %e, "removing a temporary WAL copy failed");
+    }
+    result.map(Decoded::Ran)
+}
+
+/// Copies `path` (gzip or plain) uncompressed into a fresh temporary directory, under the
+/// segment's name: pg_waldump derives the start position from the file NAME. Blocking.
+fn stage(segment: WalSegment, path: &Path) -> Result<Option<Staged>, WindowError> {
+    let err = |source| WindowError::Segment {
         path: path.to_owned(),
         source,
     };
-    let raw = match std::fs::read(path) {
-        Ok(r) => r,
-        // Removed by retention or processed out of incoming/ meanwhile.
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(seg_err(e)),
+        Err(e) => return Err(err(e)),
     };
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(16 << 20);
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(seg_err)?;
-        out
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let gzip = reader.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
+    let dir = tempfile::tempdir().map_err(err)?;
+    let staged = dir.path().join(segment.to_string());
+    let mut out = File::create(&staged).map_err(err)?;
+    if gzip {
+        std::io::copy(&mut flate2::read::GzDecoder::new(reader), &mut out).map_err(err)?;
     } else {
-        raw
-    };
-    // pg_waldump derives the start position from the file NAME: keep it.
-    let tmp = tempfile::tempdir().map_err(seg_err)?;
-    let file = tmp.path().join(segment.to_string());
-    std::fs::write(&file, &bytes).map_err(seg_err)?;
+        std::io::copy(&mut reader, &mut out).map_err(err)?;
+    }
+    Ok(Some(Staged { dir, file: staged }))
+}
+
+/// `pg_waldump --rmgr=Transaction FILE` with TZ=UTC: the latest COMMIT/ABORT time it prints.
+async fn waldump(file: &Path, pg_bin_dir: &Path) -> Result<Option<DateTime<Utc>>, WindowError> {
     let waldump = pg_bin_dir.join("pg_waldump");
+    let failed = |source| WindowError::Waldump {
+        path: waldump.clone(),
+        source,
+    };
     let child = tokio::process::Command::new(&waldump)
         .arg("--rmgr=Transaction")
-        .arg(&file)
+        .arg(file)
         .env("TZ", "UTC")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| WindowError::Waldump {
-            path: waldump.clone(),
-            source,
-        })?;
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .map_err(failed)?;
+    let out = tokio::time::timeout(WALDUMP_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| WindowError::Waldump {
-            path: waldump.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "pg_waldump timed out"),
+        .map_err(|_| {
+            failed(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "pg_waldump timed out",
+            ))
         })?
-        .map_err(|source| WindowError::Waldump {
-            path: waldump.clone(),
-            source,
-        })?;
+        .map_err(failed)?;
     // pg_waldump exits 1 at the end of a partly filled segment: its output is still good.
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(parse_xact_time)
         .max())
+}
+
+/// Runs blocking work on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, WindowError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| task_error(what, e))
+}
+
+fn task_error(what: &'static str, e: tokio::task::JoinError) -> WindowError {
+    WindowError::Task {
+        what,
+        message: e.to_string(),
+    }
 }
 
 /// `... desc: COMMIT 2026-11-26 09:51:33.052562 UTC; ...` (also ABORT, COMMIT_PREPARED, ...).
@@ -153,6 +488,7 @@ pub fn parse_xact_time(line: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{ArchivedWal, PendingWal};
 
     #[test]
     fn reads_commit_times_as_pg_waldump_14_prints_them() {
@@ -167,5 +503,336 @@ mod tests {
         assert!(parse_xact_time(l).is_some());
         let l = "rmgr: Standby len (rec/tot): 50/50, tx: 0, lsn: 0/03000028, prev 0/02000148, desc: RUNNING_XACTS nextXid 735";
         assert!(parse_xact_time(l).is_none());
+    }
+
+    fn archived(name: &str, size: u64) -> ArchivedWal {
+        ArchivedWal {
+            name: name.into(),
+            size,
+            time: Utc::now(),
+            compression: Some("gzip".into()),
+        }
+    }
+
+    fn catalog(archived: Vec<ArchivedWal>, incoming: &[&str]) -> Catalog {
+        Catalog {
+            server_home: PathBuf::from("/barman/pg"),
+            backups: vec![],
+            unreadable_backups: vec![],
+            archived,
+            incoming: incoming
+                .iter()
+                .map(|n| PendingWal {
+                    name: (*n).into(),
+                    time: Utc::now(),
+                })
+                .collect(),
+            errors: vec![],
+            identity: None,
+        }
+    }
+
+    fn seg(name: &str) -> WalSegment {
+        WalSegment::parse(name).expect("a segment name")
+    }
+
+    #[test]
+    fn candidates_are_newest_first_archived_before_incoming_and_bounded() {
+        let mut wals: Vec<ArchivedWal> = (1..=40u32)
+            .map(|i| archived(&format!("0000000100000000{i:08X}"), 100 + u64::from(i)))
+            .collect();
+        wals.push(archived("00000001.history", 1));
+        wals.push(archived("000000010000000000000002.00000028.backup", 1));
+        let c = catalog(
+            wals,
+            &["000000010000000000000029", "000000010000000000000028"],
+        );
+        let list = candidates(&c);
+        assert_eq!(list.len(), MAX_SEGMENTS_BACK);
+        // 0x29 only in incoming: first, from incoming/.
+        assert_eq!(list[0].segment, seg("000000010000000000000029"));
+        assert_eq!(list[0].location, Location::Incoming);
+        assert_eq!(
+            list[0].path,
+            PathBuf::from("/barman/pg/incoming/000000010000000000000029")
+        );
+        // 0x28 both archived and in incoming/: the archived copy.
+        assert_eq!(list[1].segment, seg("000000010000000000000028"));
+        assert_eq!(list[1].location, Location::Archived { size: 140 });
+        assert_eq!(
+            list[1].path,
+            PathBuf::from("/barman/pg/wals/0000000100000000/000000010000000000000028")
+        );
+        assert!(list
+            .windows(2)
+            .all(|w| w[0].segment.index() > w[1].segment.index()));
+    }
+
+    #[test]
+    fn a_higher_timeline_wins_at_the_same_position() {
+        let c = catalog(
+            vec![
+                archived("000000010000000000000005", 1),
+                archived("000000020000000000000005", 2),
+            ],
+            &[],
+        );
+        assert_eq!(candidates(&c)[0].segment, seg("000000020000000000000005"));
+    }
+
+    #[test]
+    fn segment_keys_identify_content() {
+        let s = seg("000000010000000000000007");
+        let arch = Candidate {
+            segment: s,
+            path: PathBuf::from("/a"),
+            location: Location::Archived { size: 10 },
+        };
+        // Archived: name and size, whatever the file metadata says.
+        assert_eq!(
+            SegmentKey::of(&arch, None),
+            SegmentKey::of(&arch, Some((1, SystemTime::now())))
+        );
+        let inc = Candidate {
+            location: Location::Incoming,
+            ..arch.clone()
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let t1 = t0 + Duration::from_millis(1);
+        // Incoming: a file still growing, or rewritten, is another key.
+        assert_eq!(SegmentKey::of(&inc, None), None);
+        assert_ne!(
+            SegmentKey::of(&inc, Some((8192, t0))),
+            SegmentKey::of(&inc, Some((16 << 20, t0)))
+        );
+        assert_ne!(
+            SegmentKey::of(&inc, Some((16 << 20, t0))),
+            SegmentKey::of(&inc, Some((16 << 20, t1)))
+        );
+        assert_eq!(
+            SegmentKey::of(&inc, Some((16 << 20, t0))),
+            SegmentKey::of(&inc, Some((16 << 20, t0)))
+        );
+        // The same segment archived is not the incoming file.
+        assert_ne!(
+            SegmentKey::of(&arch, None),
+            SegmentKey::of(&inc, Some((10, t0)))
+        );
+        assert_eq!(
+            SegmentKey::of(&inc, Some((1, t0))).map(|k| k.segment()),
+            Some(s)
+        );
+    }
+
+    #[test]
+    fn window_keys_change_with_the_newest_segment_and_the_earliest_backup() {
+        let k = |newest: &str, earliest: Option<i64>| WindowKey {
+            earliest: earliest.and_then(|s| DateTime::from_timestamp(s, 0)),
+            newest: Some(SegmentKey::Archived {
+                segment: seg(newest),
+                size: 1,
+            }),
+        };
+        assert_eq!(
+            k("000000010000000000000003", Some(1)),
+            k("000000010000000000000003", Some(1))
+        );
+        assert_ne!(
+            k("000000010000000000000003", Some(1)),
+            k("000000010000000000000004", Some(1))
+        );
+        assert_ne!(
+            k("000000010000000000000003", Some(1)),
+            k("000000010000000000000003", Some(2))
+        );
+        assert_ne!(
+            k("000000010000000000000003", Some(1)),
+            k("000000010000000000000003", None)
+        );
+    }
+
+    /// A stand-in for pg_waldump: prints one COMMIT at the time written in the (staged) file,
+    /// none when the file says "none", after 100 ms (long enough for callers to pile up).
+    fn fake_bin_dir() -> &'static Path {
+        static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        DIR.get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().expect("temp dir");
+            let script = dir.path().join("pg_waldump");
+            std::fs::write(
+                &script,
+                "#!/bin/sh\n\
+                 t=$(cat \"$2\")\n\
+                 sleep 0.1\n\
+                 [ \"$t\" = none ] || echo \"rmgr: Transaction len (rec/tot): 34/34, tx: 1, lsn: 0/01000028, prev 0/01000000, desc: COMMIT $t UTC\"\n",
+            )
+            .expect("write the script");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            dir
+        })
+        .path()
+    }
+
+    /// A Barman server home with archived segments (plain files holding a commit time or
+    /// "none") and incoming files.
+    struct Home {
+        dir: tempfile::TempDir,
+        archived: Vec<ArchivedWal>,
+        incoming: Vec<String>,
+    }
+
+    impl Home {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+                archived: Vec::new(),
+                incoming: Vec::new(),
+            }
+        }
+        fn archive(&mut self, name: &str, content: &str) {
+            let s = seg(name);
+            let dir = self.dir.path().join("wals").join(s.hash_dir());
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join(name), content).expect("write");
+            self.archived.push(archived(name, content.len() as u64));
+        }
+        fn put_incoming(&mut self, name: &str, content: &str) {
+            let dir = self.dir.path().join("incoming");
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join(name), content).expect("write");
+            if !self.incoming.iter().any(|n| n == name) {
+                self.incoming.push(name.to_owned());
+            }
+        }
+        fn catalog(&self) -> Catalog {
+            let names: Vec<&str> = self.incoming.iter().map(String::as_str).collect();
+            Catalog {
+                server_home: self.dir.path().to_owned(),
+                ..catalog(self.archived.clone(), &names)
+            }
+        }
+    }
+
+    fn at(s: &str) -> Option<DateTime<Utc>> {
+        Some(
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                .expect("a time")
+                .and_utc(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decodes_each_segment_once_for_any_number_of_callers() {
+        let bin = fake_bin_dir();
+        let mut home = Home::new();
+        home.archive("000000010000000000000002", "2026-11-26 09:00:00.5");
+        home.archive("000000010000000000000003", "none");
+        home.archive("000000010000000000000004", "none");
+        let cache = WindowCache::new();
+        let c = Arc::new(home.catalog());
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (cache, c) = (cache.clone(), Arc::clone(&c));
+                tokio::spawn(async move { cache.window(&c, bin).await })
+            })
+            .collect();
+        for t in tasks {
+            let w = t.await.expect("task").expect("window");
+            assert_eq!(w.latest, at("2026-11-26 09:00:00.5"));
+            assert_eq!(
+                w.latest_segment.as_deref(),
+                Some("000000010000000000000002")
+            );
+        }
+        // 04 and 03 hold no commit, 02 does: three segments, three runs, for 200 callers.
+        assert_eq!(cache.waldump_runs(), 3);
+        assert_eq!(
+            recovery_window(&c, bin).await.expect("uncached"),
+            cache.window(&c, bin).await.expect("cached")
+        );
+        assert_eq!(cache.waldump_runs(), 3);
+
+        // A new segment without a commit: only it is decoded; the answer stays.
+        home.archive("000000010000000000000005", "none");
+        let w = cache.window(&home.catalog(), bin).await.expect("window");
+        assert_eq!(w.latest, at("2026-11-26 09:00:00.5"));
+        assert_eq!(cache.waldump_runs(), 4);
+        // A new one with a commit: it alone, and it is the new end.
+        home.archive("000000010000000000000006", "2026-11-26 10:00:00");
+        let w = cache.window(&home.catalog(), bin).await.expect("window");
+        assert_eq!(w.latest, at("2026-11-26 10:00:00"));
+        assert_eq!(
+            w.latest_segment.as_deref(),
+            Some("000000010000000000000006")
+        );
+        assert_eq!(cache.waldump_runs(), 5);
+        assert_eq!(
+            recovery_window(&home.catalog(), bin)
+                .await
+                .expect("uncached"),
+            w
+        );
+    }
+
+    #[tokio::test]
+    async fn an_incoming_file_is_decoded_again_only_when_it_changed() {
+        let bin = fake_bin_dir();
+        let mut home = Home::new();
+        home.archive("000000010000000000000002", "2026-11-26 09:00:00");
+        home.put_incoming("000000010000000000000003", "none");
+        let cache = WindowCache::new();
+        let w = cache.window(&home.catalog(), bin).await.expect("window");
+        assert_eq!(w.latest, at("2026-11-26 09:00:00"));
+        assert_eq!(cache.waldump_runs(), 2);
+        let _ = cache.window(&home.catalog(), bin).await.expect("window");
+        assert_eq!(cache.waldump_runs(), 2, "nothing changed: nothing decoded");
+        // archive_command finished copying it: other size (and mtime), decoded again; the
+        // archived segment below it is not.
+        home.put_incoming("000000010000000000000003", "2026-11-26 09:30:00");
+        let w = cache.window(&home.catalog(), bin).await.expect("window");
+        assert_eq!(w.latest, at("2026-11-26 09:30:00"));
+        assert_eq!(cache.waldump_runs(), 3);
+        // A later backup moves the earliest end: the answer changes, nothing is decoded.
+        let mut c = home.catalog();
+        c.backups.push(
+            crate::catalog::parse_backup_info(
+                "20261126T080000",
+                "status=DONE\nend_time=2026-11-26 08:00:00+00:00\n",
+                Path::new("backup.info"),
+            )
+            .expect("backup.info"),
+        );
+        let w = cache.window(&c, bin).await.expect("window");
+        assert_eq!(w.earliest, at("2026-11-26 08:00:00"));
+        assert_eq!(w.latest, at("2026-11-26 09:30:00"));
+        assert_eq!(cache.waldump_runs(), 3);
+    }
+
+    /// With no pg_waldump at all, cached answers never need one: an empty archive has an empty
+    /// window, computed without decoding anything, and a file that is not there is skipped.
+    #[tokio::test]
+    async fn missing_files_are_skipped_and_not_counted() {
+        let cache = WindowCache::new();
+        let c = catalog(vec![archived("000000010000000000000003", 1)], &[]);
+        let w = cache
+            .window(&c, Path::new("/nonexistent/bin"))
+            .await
+            .expect("a missing segment file is not an error");
+        assert_eq!(w.latest, None);
+        assert_eq!(cache.waldump_runs(), 0);
+        let empty = catalog(vec![], &[]);
+        let w = cache
+            .window(&empty, Path::new("/nonexistent/bin"))
+            .await
+            .expect("empty");
+        assert_eq!(
+            w,
+            RecoveryWindow {
+                earliest: None,
+                latest: None,
+                latest_segment: None
+            }
+        );
     }
 }

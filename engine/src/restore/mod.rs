@@ -341,6 +341,8 @@ struct Inner {
     events: broadcast::Sender<RestoreEvent>,
     /// In-process serialisation; the flock below serialises processes.
     running: tokio::sync::Mutex<()>,
+    /// Shared reads for the dashboard and the plan: catalog, probe, the recovery-window cache.
+    reads: crate::overview::ReadCache,
 }
 
 /// The host-wide restore lock: an exclusive flock on `<state_dir>/restore.lock`.
@@ -392,12 +394,17 @@ impl Engine {
                 config,
                 events,
                 running: tokio::sync::Mutex::new(()),
+                reads: crate::overview::ReadCache::default(),
             }),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn reads(&self) -> &crate::overview::ReadCache {
+        &self.inner.reads
     }
 
     pub fn barman(&self) -> &Barman {
