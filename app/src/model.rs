@@ -2,7 +2,74 @@
 //! and the browser (the engine itself never reaches the wasm build).
 
 use chrono::{DateTime, Utc};
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
+
+/// Why a server function failed, in words a person can act on. Internal details (paths, the
+/// engine's own messages) stay in barkeep's log; the browser gets the sentence and the server
+/// answers with [`AppError::http_status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// The request itself was wrong (a client error: 400).
+    #[error("the request was not understood: {0}")]
+    BadRequest(String),
+    /// Barman's catalog could not be read (503: it may work again in a moment).
+    #[error("Barman's catalog cannot be read right now; barkeep's log says why")]
+    CatalogUnreadable,
+    /// Anything else on the server (500).
+    #[error("barkeep hit an internal problem; its log says what")]
+    Internal,
+    /// The browser could not reach barkeep (never sent by the server).
+    #[error("barkeep did not answer: {0}")]
+    Unreachable(String),
+    /// barkeep's answer could not be read (never sent by the server).
+    #[error("barkeep's answer could not be read: {0}")]
+    BadResponse(String),
+}
+
+impl AppError {
+    /// The HTTP status the server answers this error with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AppError::BadRequest(_) => 400,
+            AppError::CatalogUnreadable => 503,
+            AppError::Internal | AppError::Unreachable(_) | AppError::BadResponse(_) => 500,
+        }
+    }
+}
+
+/// Leptos 0.8 server functions return any error type that implements this (Leptos 0.7's
+/// `ServerFnError<E>` with `FromStr`/`Display` is gone): the framework's own failures map into it.
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            // The server could not decode what the browser sent.
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::MissingArg(m) => AppError::BadRequest(m),
+            // In the browser: the request did not get through, or the answer was garbled.
+            ServerFnErrorErr::Request(m) | ServerFnErrorErr::UnsupportedRequestMethod(m) => {
+                AppError::Unreachable(m)
+            }
+            ServerFnErrorErr::Deserialization(m) => AppError::BadResponse(m),
+            // Server-side texts are not for the browser.
+            ServerFnErrorErr::Registration(_)
+            | ServerFnErrorErr::ServerError(_)
+            | ServerFnErrorErr::MiddlewareError(_)
+            | ServerFnErrorErr::Serialization(_)
+            | ServerFnErrorErr::Response(_) => AppError::Internal,
+        }
+    }
+}
+
+/// The dashboard in one answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DashboardView {
+    pub postgres: PostgresView,
+    /// Barman's side, or why it cannot be shown.
+    pub catalog: Result<CatalogView, AppError>,
+}
 
 /// The PostgreSQL server as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +101,8 @@ pub struct CatalogView {
     pub earliest: Option<DateTime<Utc>>,
     /// Last transaction in archived WAL.
     pub latest: Option<DateTime<Utc>>,
+    /// Why the end of the window is unknown, when pg_waldump could not read the newest WAL.
+    pub window_problem: Option<String>,
     /// When the newest WAL reached Barman (archived or waiting in incoming/).
     pub last_wal: Option<DateTime<Utc>>,
     /// WAL files waiting in incoming/ (a long list means `barman cron` is not running).

@@ -2,24 +2,24 @@
 
 use leptos::prelude::*;
 
-use crate::api::{catalog_overview, postgres_status, PostgresStatus};
+use crate::api::{overview, PostgresStatus};
 use crate::model::{CatalogView, PostgresState, PostgresView};
 
 /// The dashboard: PostgreSQL and Barman's catalog (backups, recovery window, WAL), read live.
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let refresh = ServerAction::<PostgresStatus>::new();
-    // Loaded during server rendering; re-run whenever the button's action finishes.
-    let status = Resource::new(move || refresh.version().get(), |_| postgres_status());
-    let catalog = Resource::new(move || refresh.version().get(), |_| catalog_overview());
+    // One call for the whole page (the engine's overview), loaded during server rendering and
+    // re-run whenever the button's action finishes.
+    let dashboard = Resource::new(move || refresh.version().get(), |_| overview());
 
     view! {
         <section class="card" id="postgres">
             <h2>"PostgreSQL"</h2>
             <Transition fallback=|| view! { <p class="muted">"Asking PostgreSQL…"</p> }>
                 {move || Suspend::new(async move {
-                    match status.await {
-                        Ok(view) => postgres_card(view).into_any(),
+                    match dashboard.await {
+                        Ok(view) => postgres_card(view.postgres).into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -42,7 +42,7 @@ pub fn Dashboard() -> impl IntoView {
             <h2>"Backups and recovery window"</h2>
             <Transition fallback=|| view! { <p class="muted">"Reading Barman's catalog…"</p> }>
                 {move || Suspend::new(async move {
-                    match catalog.await {
+                    match dashboard.await.and_then(|view| view.catalog) {
                         Ok(view) => catalog_card(view).into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
@@ -115,6 +115,11 @@ fn catalog_card(view: CatalogView) -> impl IntoView {
         .unwrap_or_else(|| "no WAL yet".to_owned());
     let window = match (view.earliest, view.latest) {
         (Some(e), Some(l)) => format!("{} → {}", utc(Some(e)), utc(Some(l))),
+        (Some(e), None) if view.window_problem.is_some() => format!(
+            "from {}; its end is unknown: {}",
+            utc(Some(e)),
+            view.window_problem.unwrap_or_default()
+        ),
         (Some(e), None) => format!("from {} (no archived transaction yet)", utc(Some(e))),
         _ => "empty: no finished backup yet".to_owned(),
     };
