@@ -368,7 +368,8 @@ mod tests {
         assert_eq!(marked_processes(&id), Vec::new());
 
         // A marked child that escaped into its own session is still found and killed.
-        let q = Program::new("/usr/bin/setsid", Duration::from_secs(5)).args(["-f", "sleep", "60"]);
+        let q = Program::new("/bin/sh", Duration::from_secs(5))
+            .args(["-c", "setsid -f sleep 60 </dev/null >/dev/null 2>&1"]);
         OBSERVER
             .scope(obs, async { q.run().await })
             .await

@@ -49,6 +49,8 @@ pub enum RestoreCommand {
     Rollback,
     /// Finish or undo a restore that a crash interrupted (the server does this on start-up).
     Resume,
+    /// The pre-restore data directories kept from earlier restores, with their size.
+    Kept,
     /// Remove a kept pre-restore data directory.
     Discard { restore_id: String },
 }
@@ -106,6 +108,7 @@ pub async fn run(engine: Engine, command: RestoreCommand) -> anyhow::Result<()> 
         }
         RestoreCommand::Rollback => print(&engine.rollback().await?),
         RestoreCommand::Resume => print(&engine.resume().await?),
+        RestoreCommand::Kept => print(&engine.pre_restore_dirs()),
         RestoreCommand::Discard { restore_id } => {
             engine.discard_pre_restore(&restore_id).await?;
             print(&serde_json::json!({ "discarded": restore_id }))

@@ -269,6 +269,16 @@ fn a_crash_after_any_step_is_resumed_or_rolled_back_with_nothing_lost() {
         assert_eq!(sb.psql("SELECT count(*) FROM t").trim(), "40", "{point}");
         assert!(!sb.state_dir().join("restore.journal").exists());
     }
+    // Each accepted restore kept the pre-restore directory; they are listed with their size
+    // and can be discarded one by one.
+    let kept = ok(barkeep(&sb, &["restore", "kept"], None));
+    let kept = kept.as_array().expect("a list");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(kept.iter().all(|k| k["bytes"].as_u64().unwrap_or(0) > 0));
+    let id = kept[0]["restore_id"].as_str().expect("an id").to_owned();
+    ok(barkeep(&sb, &["restore", "discard", &id], None));
+    let kept = ok(barkeep(&sb, &["restore", "kept"], None));
+    assert_eq!(kept.as_array().map(Vec::len), Some(2));
 }
 
 #[test]

@@ -14,7 +14,6 @@ use crate::catalog::Catalog;
 use crate::probe::{self, PauseState};
 use crate::service::{Postmaster, ServiceControl};
 use crate::target::TargetTime;
-use crate::window;
 
 /// The recovery settings Barman 3.3 writes into postgresql.auto.conf (pitfall 5).
 const RECOVERY_SETTINGS: [&str; 5] = [
@@ -44,7 +43,7 @@ impl Engine {
         let now = Utc::now();
         let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%3fZ"));
         let catalog = self.catalog()?;
-        let window = window::recovery_window(&catalog, &config.postgres.bin_dir).await?;
+        let window = self.recovery_window_of(&catalog).await?;
         let running = matches!(self.service().postmaster(), Postmaster::Running { .. });
         let server = if running {
             probe::status(&config.postgres).await.ok()
@@ -412,7 +411,7 @@ impl Engine {
         // Re-validate against the catalog as it is now; the server is paused, so no sealing.
         let catalog = self.catalog()?;
         let backup = self.choose_backup(&catalog, target, backup_id)?;
-        let window = window::recovery_window(&catalog, &self.config().postgres.bin_dir).await?;
+        let window = self.recovery_window_of(&catalog).await?;
         match window.latest {
             Some(latest) if target.utc() < latest => {}
             _ => {
@@ -462,6 +461,8 @@ impl Engine {
             });
         }
         let run = Run::new(self, journal, &entries, &status.plan.data_dir);
+        // Refused before a step is journaled: the restore stays as it was (paused).
+        self.refuse_if_promoted(&run, &status.plan).await?;
         self.rollback_in(&run, &status.plan, "rolled back by request")
             .await?;
         run.archive(&self.config().state_dir)?;
@@ -506,6 +507,11 @@ impl Engine {
                     }
                     std::fs::rename(data, &discard).map_err(io(format!("cannot move {} aside", data.display())))?;
                     std::fs::remove_dir_all(&discard).map_err(io(format!("cannot remove {}", discard.display())))?;
+                    // ext4 hands the freed blocks back when its journal commits: now, so that
+                    // PostgreSQL finds the room on a disk that was full.
+                    if let Ok(d) = std::fs::File::open(&e.config().state_dir) {
+                        let _ = rustix::fs::syncfs(&d);
+                    }
                 }
                 std::fs::rename(pre, data).map_err(io(format!(
                     "cannot move {} back to {}",
@@ -716,7 +722,7 @@ impl Engine {
         let out = self.barman().switch_wal_archive().await?;
         run.log_output(&out)?;
         let catalog = self.catalog()?;
-        let window = window::recovery_window(&catalog, &self.config().postgres.bin_dir).await?;
+        let window = self.recovery_window_of(&catalog).await?;
         match window.latest {
             Some(latest) if target.utc() < latest => Ok((
                 (),
