@@ -31,8 +31,17 @@ fn free(dir: &Path) -> u64 {
     s.f_bavail * s.f_frsize
 }
 
+/// A file that takes the disk; removed when dropped (also when an assertion fails).
+struct Filler(PathBuf);
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Takes all but `leave` bytes of the filesystem holding `dir` with one allocated file.
-fn fill(dir: &Path, leave: u64) -> PathBuf {
+fn fill(dir: &Path, leave: u64) -> Filler {
     let path = dir.join("filler");
     let f = std::fs::File::create(&path).expect("filler");
     let mut len = free(dir).saturating_sub(leave);
@@ -43,7 +52,7 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
             Err(e) => panic!("fallocate {len}: {e}"),
         }
     }
-    path
+    Filler(path)
 }
 
 #[test]
@@ -79,7 +88,7 @@ fn a_full_disk_is_refused_up_front_or_rolled_back_with_nothing_lost() {
     assert!(!sb.state_dir().join("restore.journal").exists());
     assert!(!in_recovery(&sb));
     assert_eq!(checksum(&sb, "t"), before);
-    std::fs::remove_file(&filler).expect("rm filler");
+    drop(filler);
 
     // 2. The plan passes, then something fills the disk while barman recover runs.
     let mut events = engine.subscribe();
@@ -121,7 +130,7 @@ fn a_full_disk_is_refused_up_front_or_rolled_back_with_nothing_lost() {
     let status = engine.status().expect("status").expect("a restore");
     assert_eq!(status.state, Phase::Closed);
     assert!(!sb.state_dir().join("restore.journal").exists());
-    std::fs::remove_file(&filler).expect("rm filler");
+    drop(filler);
 
     // And the next restore works.
     let s = rt

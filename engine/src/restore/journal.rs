@@ -85,15 +85,16 @@ pub struct Journal {
     file: File,
     next_seq: u64,
     restore_id: String,
-    /// The end of the blocks allocated ahead of the journal's end (fallocate KEEP_SIZE): lines
-    /// written there need no new block, so the failure of a step and the rollback after it are
-    /// journaled on a full disk too. (Deleting a reserve file would not do: ext4 hands freed
-    /// blocks back only when its own journal commits, seconds later.)
-    reserved_to: u64,
+    /// A file of written zeros beside the journal, on its filesystem: released (and the
+    /// filesystem synced, or ext4 hands the blocks back only at its next commit) when a write
+    /// meets a full disk, so that the failure of a step and the rollback after it are journaled.
+    /// (Blocks preallocated with fallocate do not do: on a full ext4 the write into them still
+    /// failed with ENOSPC here.)
+    reserve: PathBuf,
 }
 
-/// Bytes allocated ahead of the journal's end: thousands of lines.
-const RESERVE_BYTES: u64 = 1 << 20;
+/// Bytes held by the reserve: thousands of journal lines.
+const RESERVE_BYTES: usize = 1 << 20;
 
 impl Journal {
     pub fn current_path(state_dir: &Path) -> PathBuf {
@@ -111,7 +112,11 @@ impl Journal {
                 path: path.clone(),
                 source,
             })?;
-        let reserved_to = reserve_ahead(&file, 0);
+        let reserve = state_dir.join("restore.journal.reserve");
+        if let Err(e) = write_reserve(&reserve) {
+            tracing::warn!(path = %reserve.display(), error = %e, "cannot hold space for the restore journal");
+            let _ = std::fs::remove_file(&reserve);
+        }
         sync_dir(state_dir).map_err(|source| JournalError::Io {
             path: state_dir.to_owned(),
             source,
@@ -121,7 +126,7 @@ impl Journal {
             file,
             next_seq: 1,
             restore_id: restore_id.to_owned(),
-            reserved_to,
+            reserve,
         })
     }
 
@@ -157,15 +162,13 @@ impl Journal {
             }
             file.sync_data().map_err(io)?;
         }
-        let len = file.metadata().map_err(io)?.len();
-        let reserved_to = reserve_ahead(&file, len);
         Ok(Some((
             Self {
                 path,
                 file,
                 next_seq,
                 restore_id,
-                reserved_to,
+                reserve: state_dir.join("restore.journal.reserve"),
             },
             entries,
         )))
@@ -190,18 +193,25 @@ impl Journal {
         })?;
         line.push('\n');
         let durable = !matches!(entry.record, Record::Log { .. });
-        self.write_line(line.as_bytes(), durable)
-            .map_err(|source| JournalError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        self.next_seq += 1;
-        // Keep a reserve ahead while the disk has room (fails quietly when it has none).
-        if let Ok(m) = self.file.metadata() {
-            if m.len() + RESERVE_BYTES / 2 > self.reserved_to {
-                self.reserved_to = reserve_ahead(&self.file, m.len()).max(self.reserved_to);
+        match self.write_line(line.as_bytes(), durable) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+                if std::fs::remove_file(&self.reserve).is_ok() {
+                    tracing::warn!("the disk is full: released the restore journal's reserve");
+                    if let Some(dir) = self.path.parent() {
+                        if let Ok(d) = File::open(dir) {
+                            let _ = rustix::fs::syncfs(&d);
+                        }
+                    }
+                }
+                self.write_line(line.as_bytes(), durable)
             }
+            other => other,
         }
+        .map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.next_seq += 1;
         Ok(entry)
     }
 
@@ -230,11 +240,8 @@ impl Journal {
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let dest = dir.join(format!("{}.journal", self.restore_id));
-        // The blocks reserved ahead go back to the filesystem.
-        if let Ok(m) = self.file.metadata() {
-            let _ = self.file.set_len(m.len());
-        }
         std::fs::rename(&self.path, &dest).map_err(io(&dest))?;
+        let _ = std::fs::remove_file(&self.reserve);
         sync_dir(state_dir).map_err(io(state_dir))?;
         sync_dir(&dir).map_err(io(&dir))?;
         Ok(dest)
@@ -301,21 +308,10 @@ fn good_length(bytes: &[u8]) -> usize {
     good
 }
 
-/// Allocates RESERVE_BYTES after `len` without changing the file's size; returns the end of
-/// what is reserved (`len` when the filesystem cannot).
-fn reserve_ahead(file: &File, len: u64) -> u64 {
-    match rustix::fs::fallocate(
-        file,
-        rustix::fs::FallocateFlags::KEEP_SIZE,
-        len,
-        RESERVE_BYTES,
-    ) {
-        Ok(()) => len + RESERVE_BYTES,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot reserve space ahead of the restore journal");
-            len
-        }
-    }
+fn write_reserve(path: &Path) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(&vec![0u8; RESERVE_BYTES])?;
+    f.sync_all()
 }
 
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -334,14 +330,11 @@ mod tests {
     fn a_torn_last_line_is_cut_off_and_the_journal_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut j = Journal::create(dir.path(), "r1").expect("create");
-        let f = File::open(Journal::current_path(dir.path())).expect("open");
-        let m = f.metadata().expect("stat");
-        use std::os::unix::fs::MetadataExt;
-        assert_eq!(m.len(), 0);
-        assert!(
-            m.blocks() * 512 >= RESERVE_BYTES,
-            "space is held ahead: {} blocks",
-            m.blocks()
+        let reserve = dir.path().join("restore.journal.reserve");
+        assert_eq!(
+            std::fs::metadata(&reserve).map(|m| m.len()).ok(),
+            Some(RESERVE_BYTES as u64),
+            "space is held"
         );
         j.append(log("one")).expect("append");
         j.append(log("two")).expect("append");

@@ -39,7 +39,17 @@ impl Recorder {
             _ => {}
         }
         let point = fault::point(&record);
-        let entry = lock(&self.journal).append(record)?;
+        let informative = matches!(record, Record::Log { .. } | Record::Child { .. });
+        let entry = match lock(&self.journal).append(record) {
+            Ok(e) => e,
+            // A log line that cannot be written (a full disk) must not fail the step, nor the
+            // rollback after it: the step boundaries are what resume needs.
+            Err(e) if informative => {
+                tracing::warn!(error = %e, "a restore log line was not journaled");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let _ = self.events.send(entry);
         if let Some(point) = point {
             fault::at_entry(&point);
@@ -137,8 +147,25 @@ impl<'a> Run<'a> {
             "$ barman {} ({} ms, exit {:?})",
             out.command, out.elapsed_ms, out.code
         ))?;
-        for l in out.lines() {
-            self.log(format!("  {l}"))?;
+        // A failing rsync can print a line per file: the head and the tail tell the story.
+        const HEAD: usize = 20;
+        const TAIL: usize = 40;
+        let lines: Vec<&str> = out.lines().collect();
+        if lines.len() <= HEAD + TAIL {
+            for l in lines {
+                self.log(format!("  {l}"))?;
+            }
+        } else {
+            for l in &lines[..HEAD] {
+                self.log(format!("  {l}"))?;
+            }
+            self.log(format!(
+                "  ... {} lines omitted ...",
+                lines.len() - HEAD - TAIL
+            ))?;
+            for l in &lines[lines.len() - TAIL..] {
+                self.log(format!("  {l}"))?;
+            }
         }
         Ok(())
     }
