@@ -134,6 +134,11 @@ fn verify_queries_cannot_move_the_restore_or_reach_files_and_programs() {
         vec![vec![Some("barkeep_verify".into()), Some("30".into())]]
     );
 
+    // No backup while a restore is open: Barman would back up the restored copy.
+    let e = rt.block_on(engine.backup_now()).expect_err("refused");
+    assert!(matches!(e, RestoreError::BackupDuringRestore(_)), "{e}");
+    still_paused_at_target(&sb, "backup refused");
+
     // After the restore: no query at all, on the live primary.
     rt.block_on(engine.rollback()).expect("roll back");
     let e = rt
