@@ -374,10 +374,11 @@ mod tests {
             .scope(obs, async { q.run().await })
             .await
             .expect("setsid -f returns at once");
+        // Between fork and exec the escaped child is still called `setsid`: wait for the exec.
         let mut seen = Vec::new();
         for _ in 0..100 {
             seen = marked_processes(&id);
-            if !seen.is_empty() {
+            if seen.iter().any(|p| p.comm == "sleep") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
