@@ -10,7 +10,7 @@ use crate::model::{AppError, DashboardView, PostgresView};
 #[cfg(feature = "ssr")]
 #[derive(Clone)]
 pub struct ServerContext {
-    pub engine: engine::restore::Engine,
+    pub engine: engine::Engine,
 }
 
 #[cfg(feature = "ssr")]

@@ -14,13 +14,8 @@ use crate::validate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BarmanError {
-    #[error("cannot run barman ({bin}): {source}")]
-    Spawn {
-        bin: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`barman {command}` did not finish within {seconds} s and was stopped")]
-    Timeout { command: String, seconds: u64 },
+    #[error(transparent)]
+    Run(#[from] ProcessError),
     #[error("`barman {command}` failed (exit code {code:?}): {message}")]
     Failed {
         command: String,
@@ -91,20 +86,7 @@ impl Barman {
             .args(args.iter().cloned())
             .env("TZ", "UTC")
             .env("LC_ALL", "C.UTF-8");
-        let mut out = program.run().await.map_err(|e| match e {
-            ProcessError::Timeout { seconds, .. } => BarmanError::Timeout {
-                command: join(args),
-                seconds,
-            },
-            ProcessError::Spawn { program, source } => BarmanError::Spawn {
-                bin: program,
-                source,
-            },
-            other => BarmanError::Spawn {
-                bin: self.bin.clone(),
-                source: std::io::Error::other(other.to_string()),
-            },
-        })?;
+        let mut out = program.run().await?;
         // Messages name the barman subcommand, not the paths in front of it.
         out.command = join(args);
         Ok(out)
@@ -123,11 +105,6 @@ impl Barman {
             &self.server,
         ]))
         .await
-    }
-
-    /// `archive-wal`: process incoming/ now (cron would do it within a minute).
-    pub async fn archive_wal(&self) -> Result<CommandOutput, BarmanError> {
-        self.run(&Self::args(["archive-wal", &self.server])).await
     }
 
     /// `backup --wait`: a new base backup, waiting for its WAL.
@@ -342,7 +319,7 @@ mod tests {
         ));
         assert!(matches!(
             b.switch_wal_archive().await,
-            Err(BarmanError::Spawn { .. })
+            Err(BarmanError::Run(ProcessError::Spawn { .. }))
         ));
     }
 }

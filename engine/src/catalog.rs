@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::pyliteral::{self, PyValue};
 use crate::wal::{classify, WalFileKind, WalSegment};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +94,6 @@ pub struct Backup {
     pub version: Option<u32>,
     pub mode: Option<String>,
     pub error: Option<String>,
-    pub backup_label: Option<String>,
     /// Every key as written, for anything not modelled above.
     pub raw: BTreeMap<String, Option<String>>,
 }
@@ -107,7 +105,8 @@ impl Backup {
 }
 
 /// Parses Barman's `key=value` lines. Values are `str()` of the Python value; `None` is null;
-/// `backup_label`, `copy_stats`, `tablespaces`, `included_files` are `repr()`s.
+/// `backup_label`, `copy_stats`, `tablespaces`, `included_files` are `repr()`s, kept raw
+/// (nothing barkeep decides depends on them).
 pub fn parse_backup_info(id: &str, text: &str, path: &Path) -> Result<Backup, CatalogError> {
     let mut raw = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
@@ -145,14 +144,6 @@ pub fn parse_backup_info(id: &str, text: &str, path: &Path) -> Result<Backup, Ca
             })
             .transpose()
     };
-    let backup_label = match get("backup_label") {
-        Some(v) => match pyliteral::parse(&v) {
-            Ok(PyValue::Str(s)) => Some(s),
-            Ok(_) => None,
-            Err(e) => return Err(malformed(format!("backup_label: {e}"))),
-        },
-        None => None,
-    };
     Ok(Backup {
         id: id.to_owned(),
         status: BackupStatus::parse(get("status").as_deref().unwrap_or("EMPTY")),
@@ -168,7 +159,6 @@ pub fn parse_backup_info(id: &str, text: &str, path: &Path) -> Result<Backup, Ca
         version: int("version")?.map(|v| v as u32),
         mode: get("mode"),
         error: get("error"),
-        backup_label,
         raw,
     })
 }
@@ -525,10 +515,7 @@ version=140023
             b.end_time.map(|t| t.to_rfc3339()),
             Some("2026-11-25T03:09:41+00:00".to_owned())
         );
-        assert!(b
-            .backup_label
-            .as_deref()
-            .is_some_and(|l| l.lines().count() == 2));
+        assert!(b.raw.get("backup_label").is_some_and(Option::is_some));
     }
 
     #[test]

@@ -168,39 +168,205 @@ impl Config {
     pub fn server_home(&self) -> PathBuf {
         self.barman.home.join(&self.barman.server)
     }
+
+    /// The paths under `state_dir`.
+    pub fn state(&self) -> crate::state_dir::StateDir {
+        crate::state_dir::StateDir::new(&self.state_dir)
+    }
+
+    /// The one source of barkeep.toml: what the NixOS module writes with its defaults (the
+    /// binaries' store paths aside, see the tests), with `service` as asked. `barkeep config
+    /// example` prints it; `scripts/sandbox` writes its barkeep.toml from it with `--set`.
+    pub fn example(service: ServiceKind) -> Self {
+        let incoming = "/var/lib/barman/pg/incoming";
+        Config {
+            listen: default_listen(),
+            state_dir: "/var/lib/barkeep".into(),
+            users_file: None,
+            postgres: PostgresConfig {
+                data_dir: "/var/lib/postgresql/14".into(),
+                bin_dir: "/run/current-system/sw/bin".into(),
+                host: "/run/postgresql".into(),
+                port: 5432,
+                user: "postgres".into(),
+                database: "postgres".into(),
+                archive_command: format!("test ! -f {incoming}/%f && cp %p {incoming}/%f"),
+                verify_user: default_verify_user(),
+            },
+            barman: BarmanConfig {
+                bin: "/run/current-system/sw/bin/barman".into(),
+                config: "/etc/barman.conf".into(),
+                server: "pg".into(),
+                home: "/var/lib/barman".into(),
+                timeout_secs: default_barman_timeout(),
+            },
+            service: match service {
+                ServiceKind::Systemd => ServiceConfig::Systemd {
+                    unit: "postgresql.service".into(),
+                    systemctl: default_systemctl(),
+                },
+                ServiceKind::PgCtl => ServiceConfig::PgCtl {
+                    log_file: "/var/log/postgresql/postgresql.log".into(),
+                    options: Vec::new(),
+                },
+            },
+        }
+    }
+
+    /// This configuration with `key=value` settings applied (`postgres.port=54329`; a dotted
+    /// key names a table), validated like a file. A key must exist in the configuration
+    /// (`users_file` may be added); a value takes the type of the one it replaces.
+    pub fn with_settings(&self, settings: &[(String, String)]) -> Result<Self, ConfigError> {
+        let origin = Path::new("--set");
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        };
+        let mut doc = toml::Value::try_from(self).map_err(|e| invalid(e.to_string()))?;
+        for (key, value) in settings {
+            let (tables, name) = match key.rsplit_once('.') {
+                Some((t, n)) => (t.split('.').collect::<Vec<_>>(), n),
+                None => (Vec::new(), key.as_str()),
+            };
+            let mut table = doc
+                .as_table_mut()
+                .ok_or_else(|| invalid("not a table".into()))?;
+            for t in tables {
+                table = table
+                    .get_mut(t)
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| invalid(format!("{key}: there is no table {t:?}")))?;
+            }
+            let new = match table.get(name) {
+                Some(toml::Value::Integer(_)) => {
+                    toml::Value::Integer(value.parse().map_err(|_| {
+                        invalid(format!("{key} must be a whole number, got {value:?}"))
+                    })?)
+                }
+                Some(toml::Value::Array(_)) => toml::Value::Array(
+                    value
+                        .split_whitespace()
+                        .map(|w| toml::Value::String(w.to_owned()))
+                        .collect(),
+                ),
+                Some(_) => toml::Value::String(value.clone()),
+                None if key == "users_file" => toml::Value::String(value.clone()),
+                None => return Err(invalid(format!("{key}: no such setting"))),
+            };
+            table.insert(name.to_owned(), new);
+        }
+        let text = toml::to_string(&doc).map_err(|e| invalid(e.to_string()))?;
+        Self::parse(origin, &text)
+    }
+
+    /// The configuration as barkeep.toml.
+    pub fn to_toml(&self) -> String {
+        // Plain data (strings, integers, tables): serialization cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// How the example starts and stops PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// NixOS: `systemctl start|stop postgresql.service`.
+    Systemd,
+    /// The sandbox and the tests: `pg_ctl`.
+    PgCtl,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = r#"
-listen = "127.0.0.1:8080"
-state_dir = "/var/lib/barkeep"
+    fn sample() -> String {
+        Config::example(ServiceKind::Systemd).to_toml()
+    }
 
-[postgres]
-data_dir = "/var/lib/postgresql/14"
-bin_dir = "/run/current-system/sw/bin"
-host = "/run/postgresql"
-port = 5432
-user = "postgres"
-database = "app"
-archive_command = "test ! -f /var/lib/barman/pg/incoming/%f && cp %p /var/lib/barman/pg/incoming/%f"
+    /// What the NixOS module writes (tests/nix-eval checks the module renders exactly these
+    /// files), with its store-path placeholders filled in the way Nix fills them.
+    fn module_output(case: &str) -> Config {
+        let text = match case {
+            "default" => include_str!("../../tests/nix-eval/expected/default/barkeep.toml"),
+            _ => include_str!("../../tests/nix-eval/expected/custom/barkeep.toml"),
+        };
+        let text = text
+            .replace(
+                "@barman@",
+                "/nix/store/00000000000000000000000000000000-barman-3.3.0",
+            )
+            .replace(
+                "@postgresql@",
+                "/nix/store/00000000000000000000000000000000-postgresql-14.23",
+            )
+            .replace(
+                "@systemd@",
+                "/nix/store/00000000000000000000000000000000-systemd",
+            );
+        Config::parse(Path::new(case), &text).unwrap_or_else(|e| panic!("{case}: {e}"))
+    }
 
-[barman]
-bin = "/run/current-system/sw/bin/barman"
-config = "/etc/barman.conf"
-server = "pg"
-home = "/var/lib/barman"
+    #[test]
+    fn the_module_writes_what_the_engine_reads_and_the_example_is_its_default() {
+        let default = module_output("default");
+        let mut example = Config::example(ServiceKind::Systemd);
+        // Only the binaries' store paths differ.
+        example.barman.bin = default.barman.bin.clone();
+        example.postgres.bin_dir = default.postgres.bin_dir.clone();
+        if let (
+            ServiceConfig::Systemd { systemctl, .. },
+            ServiceConfig::Systemd {
+                systemctl: from_nix,
+                ..
+            },
+        ) = (&mut example.service, &default.service)
+        {
+            *systemctl = from_nix.clone();
+        }
+        assert_eq!(example, default);
+        let custom = module_output("custom");
+        assert_eq!(custom.postgres.verify_user, "verify_app");
+        assert_ne!(custom, default);
+    }
 
-[service]
-kind = "systemd"
-unit = "postgresql.service"
-"#;
+    #[test]
+    fn settings_take_the_type_of_what_they_replace_and_are_validated() {
+        let c = Config::example(ServiceKind::PgCtl)
+            .with_settings(&[
+                ("postgres.port".into(), "54329".into()),
+                ("state_dir".into(), "/var/tmp/sb/state".into()),
+                ("service.log_file".into(), "/var/tmp/sb/pg.log".into()),
+                ("service.options".into(), "-c port=54329".into()),
+            ])
+            .expect("valid settings");
+        assert_eq!(c.postgres.port, 54329);
+        assert_eq!(c.state_dir, PathBuf::from("/var/tmp/sb/state"));
+        assert_eq!(
+            c.service,
+            ServiceConfig::PgCtl {
+                log_file: "/var/tmp/sb/pg.log".into(),
+                options: vec!["-c".into(), "port=54329".into()],
+            }
+        );
+        let round_trip = Config::parse(Path::new("x"), &c.to_toml()).expect("parses back");
+        assert_eq!(round_trip, c);
+        let base = Config::example(ServiceKind::PgCtl);
+        for (k, v) in [
+            ("postgres.port", "many"),
+            ("postgres.nope", "1"),
+            ("nope.port", "1"),
+            ("state_dir", "relative"),
+        ] {
+            assert!(
+                base.with_settings(&[(k.into(), v.into())]).is_err(),
+                "{k}={v}"
+            );
+        }
+    }
 
     #[test]
     fn parses_the_documented_sample() {
-        let c = Config::parse(Path::new("x.toml"), SAMPLE).expect("sample parses");
+        let c = Config::parse(Path::new("x.toml"), &sample()).expect("sample parses");
         assert_eq!(c.server_home(), PathBuf::from("/var/lib/barman/pg"));
         assert_eq!(c.barman.timeout_secs, 3600);
         assert!(
@@ -210,13 +376,13 @@ unit = "postgresql.service"
 
     #[test]
     fn rejects_relative_paths_and_odd_server_names() {
-        let bad = SAMPLE.replace("state_dir = \"/var/lib/barkeep\"", "state_dir = \"var\"");
+        let bad = sample().replace("state_dir = \"/var/lib/barkeep\"", "state_dir = \"var\"");
         let e = Config::parse(Path::new("x.toml"), &bad).unwrap_err();
         assert!(
             e.to_string().contains("state_dir must be an absolute path"),
             "{e}"
         );
-        let bad = SAMPLE.replace("server = \"pg\"", "server = \"pg; rm -rf /\"");
+        let bad = sample().replace("server = \"pg\"", "server = \"pg; rm -rf /\"");
         let e = Config::parse(Path::new("x.toml"), &bad).unwrap_err();
         assert!(
             e.to_string().contains("barman.server must be a plain name"),
@@ -226,7 +392,7 @@ unit = "postgresql.service"
 
     #[test]
     fn rejects_unknown_keys() {
-        let bad = SAMPLE.replace("[barman]", "[barman]\nbogus = 1");
+        let bad = sample().replace("[barman]", "[barman]\nbogus = 1");
         assert!(Config::parse(Path::new("x.toml"), &bad).is_err());
     }
 }

@@ -2,18 +2,22 @@
 //! and the crash-safe restore state machine. The app and the server call into this crate; it
 //! knows nothing of them.
 
+pub mod admin;
 pub mod barman;
 pub mod catalog;
 pub mod config;
+mod engine;
 pub mod overview;
 pub mod probe;
 pub mod process;
-pub mod pyliteral;
 pub mod restore;
 pub mod service;
+pub mod state_dir;
 pub mod target;
 pub mod validate;
 pub mod wal;
+pub mod waldump;
 pub mod window;
 
 pub use config::Config;
+pub use engine::Engine;

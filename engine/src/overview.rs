@@ -17,8 +17,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::catalog::{Backup, Catalog, CatalogError};
 use crate::probe::{self, ServerStatus};
-use crate::restore::Engine;
 use crate::window::{RecoveryWindow, WindowCache, WindowError};
+use crate::Engine;
 
 /// How long the dashboard waits for PostgreSQL before it calls it down.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);

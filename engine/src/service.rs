@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use crate::config::{Config, ServiceConfig};
 use crate::process::{ProcessError, Program};
+use crate::state_dir::StateDir;
 use crate::validate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        program: String,
+    #[error(transparent)]
+    Run(#[from] ProcessError),
+    #[error("{what}: {source}")]
+    File {
+        what: String,
         source: std::io::Error,
     },
     #[error("`{command}` failed (exit code {code:?}): {output}")]
@@ -23,8 +26,6 @@ pub enum ServiceError {
         code: Option<i32>,
         output: String,
     },
-    #[error("`{command}` did not finish within {seconds} s")]
-    Timeout { command: String, seconds: u64 },
     #[error(
         "PostgreSQL is still running on {data_dir} (postmaster pid {pid}) after it was stopped"
     )]
@@ -123,7 +124,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub fn from_config(config: &Config) -> Result<Self, ServiceError> {
+    pub fn from_config(config: &Config, state_dir: &StateDir) -> Result<Self, ServiceError> {
         Ok(match &config.service {
             ServiceConfig::PgCtl { log_file, options } => {
                 // pg_ctl builds a shell line around the data directory and the log file
@@ -157,15 +158,12 @@ impl Service {
                     systemctl: systemctl.clone(),
                     unit: unit.clone(),
                     data_dir: config.postgres.data_dir.clone(),
-                    start_blocker: config.state_dir.join(START_BLOCKER),
+                    start_blocker: state_dir.start_blocker(),
                 })
             }
         })
     }
 }
-
-/// The file in the state dir that the NixOS module's `ConditionPathExists=!` looks at.
-pub const START_BLOCKER: &str = "postgresql-start-blocked";
 
 const START_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -177,20 +175,7 @@ async fn run(
     let p = Program::new(program, timeout).args(args.iter().copied());
     let command = p.display();
     tracing::info!(%command, "service control");
-    let out = p.run().await.map_err(|e| match e {
-        ProcessError::Timeout { seconds, .. } => ServiceError::Timeout {
-            command: command.clone(),
-            seconds,
-        },
-        ProcessError::Spawn { program, source } => ServiceError::Spawn {
-            program: program.display().to_string(),
-            source,
-        },
-        other => ServiceError::Spawn {
-            program: program.display().to_string(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })?;
+    let out = p.run().await?;
     let text = format!("{}{}", out.stdout, out.stderr);
     if out.success() {
         Ok(text)
@@ -314,8 +299,8 @@ impl ServiceControl for Systemd {
     }
 
     async fn guard_against_start(&self) -> Result<(), ServiceError> {
-        let io = |source| ServiceError::Spawn {
-            program: format!("create {}", self.start_blocker.display()),
+        let io = |source| ServiceError::File {
+            what: format!("cannot create {}", self.start_blocker.display()),
             source,
         };
         let f = std::fs::File::create(&self.start_blocker).map_err(io)?;
@@ -347,8 +332,8 @@ impl ServiceControl for Systemd {
         match std::fs::remove_file(&self.start_blocker) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ServiceError::Spawn {
-                program: format!("remove {}", self.start_blocker.display()),
+            Err(source) => Err(ServiceError::File {
+                what: format!("cannot remove {}", self.start_blocker.display()),
                 source,
             }),
         }

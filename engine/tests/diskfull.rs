@@ -10,7 +10,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use barkeep_engine::restore::journal::Record;
+use barkeep_engine::restore::journal::{self, Record};
 use barkeep_engine::restore::{Phase, RestoreError, Step};
 use barkeep_testkit::SandboxOptions;
 use common::*;
@@ -94,24 +94,33 @@ fn a_full_disk_is_refused_up_front_or_rolled_back_with_nothing_lost() {
     drop(filler);
 
     // 2. The plan passes, then something fills the disk while barman recover runs.
-    let mut events = engine.subscribe();
+    // Watches the journal (what barkeep writes before and after each step) for the end of
+    // set-aside, and fills the disk then, while barman recover starts.
+    let journal_path = sb.state_dir().join("restore.journal");
     let fill_dir = parent.clone();
-    let filler_thread = std::thread::spawn(move || loop {
-        match events.blocking_recv() {
-            Ok(e) => {
-                if matches!(
-                    e.record,
-                    Record::StepFinished {
-                        step: Step::SetAside,
-                        ..
-                    }
-                ) {
-                    return Some(fill(&fill_dir, 0));
-                }
+    let filler_thread = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let set_aside = journal::read(&journal_path)
+                .ok()
+                .flatten()
+                .is_some_and(|entries| {
+                    entries.iter().any(|e| {
+                        matches!(
+                            e.record,
+                            Record::StepFinished {
+                                step: Step::SetAside,
+                                ..
+                            }
+                        )
+                    })
+                });
+            if set_aside {
+                return Some(fill(&fill_dir, 0));
             }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(_) => return None,
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
+        None
     });
     let e = rt
         .block_on(engine.start_restore(target, None))
@@ -122,7 +131,7 @@ fn a_full_disk_is_refused_up_front_or_rolled_back_with_nothing_lost() {
         .expect("filled after set aside");
     match &e {
         RestoreError::RolledBack { step, message } => {
-            assert_eq!(*step, "recover", "{e}");
+            assert_eq!(*step, Step::Recover, "{e}");
             assert!(message.contains("the disk holding"), "{e}");
         }
         other => panic!("expected an automatic rollback, got: {other}"),

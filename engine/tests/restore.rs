@@ -2,7 +2,7 @@
 
 mod common;
 
-use barkeep_engine::restore::{Outcome, Phase, RestoreError};
+use barkeep_engine::restore::{Outcome, Phase, RestoreError, Step};
 use barkeep_testkit::SandboxOptions;
 use common::*;
 
@@ -229,7 +229,7 @@ fn failures_are_refused_or_rolled_back_and_nothing_is_lost() {
         matches!(
             e,
             RestoreError::RolledBack {
-                step: "recover",
+                step: Step::Recover,
                 ..
             }
         ),
@@ -250,7 +250,7 @@ fn failures_are_refused_or_rolled_back_and_nothing_is_lost() {
         matches!(
             e,
             RestoreError::RolledBack {
-                step: "start_paused",
+                step: Step::StartPaused,
                 ..
             }
         ),
@@ -280,8 +280,8 @@ fn a_second_restore_is_refused_while_one_is_in_progress() {
         .to_string()
         .contains("accept, retry or roll it back first"));
     // Another engine (as another process would be) is refused too.
-    let other = barkeep_engine::restore::Engine::new(std::sync::Arc::new(engine.config().clone()))
-        .expect("engine");
+    let other =
+        barkeep_engine::Engine::new(std::sync::Arc::new(engine.config().clone())).expect("engine");
     assert!(matches!(
         rt.block_on(other.start_restore(t, None)),
         Err(RestoreError::InProgress { .. })

@@ -6,8 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use barkeep_engine::restore::{Engine, Phase, RestoreError};
+use barkeep_engine::restore::{Phase, RestoreError};
 use barkeep_engine::Config;
+use barkeep_engine::Engine;
 use barkeep_testkit::SandboxOptions;
 use common::*;
 

@@ -7,8 +7,8 @@ mod common;
 
 use std::collections::HashSet;
 
-use barkeep_engine::restore::Engine;
 use barkeep_engine::window::{self, candidates, RecoveryWindow};
+use barkeep_engine::Engine;
 use barkeep_testkit::{Sandbox, SandboxOptions};
 use common::*;
 
@@ -50,7 +50,7 @@ fn uncached(rt: &tokio::runtime::Runtime, engine: &Engine) -> (RecoveryWindow, u
         let mut walked = 0;
         for c in candidates(&catalog) {
             walked += 1;
-            let last = window::last_xact_in_segment(&c.segment, &c.path, &bin)
+            let last = barkeep_engine::waldump::last_xact_in_segment(&c.segment, &c.path, &bin)
                 .await
                 .expect("decode");
             if last.is_some() {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barkeep_testkit::{Sandbox, SandboxOptions};
-use engine::restore::Engine;
 use engine::target::TargetTime;
 use engine::Config;
+use engine::Engine;
 
 fn main() -> anyhow::Result<()> {
     let scale: u32 = std::env::var("BENCH_SCALE")

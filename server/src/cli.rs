@@ -2,8 +2,8 @@
 //! tests). Every command prints JSON on stdout; errors go to stderr in words, exit code 1.
 
 use clap::Subcommand;
-use engine::restore::Engine;
 use engine::target::TargetTime;
+use engine::Engine;
 
 #[derive(Subcommand)]
 pub enum RestoreCommand {

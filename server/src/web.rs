@@ -74,7 +74,7 @@ impl Default for Limits {
     }
 }
 
-pub async fn serve(engine: engine::restore::Engine) -> anyhow::Result<()> {
+pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
     // A restore a crash interrupted is finished or undone before anything else.
     match engine.resume().await {
         Ok(Some(status)) => tracing::warn!(

@@ -5,10 +5,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::run::Run;
-use super::{Engine, Plan, RestoreError};
+use super::{Plan, RestoreError};
 use crate::config::Config;
 use crate::probe;
 use crate::service::{Postmaster, ServiceControl};
+use crate::Engine;
 
 /// What the restored copy in the data directory is, proven rather than assumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ impl Engine {
     /// see [`Engine::restored_copy_stopped`].
     pub(crate) async fn restored_copy_running(
         &self,
-        run: &Run<'_>,
+        run: &Run,
     ) -> Result<Option<RestoredCopy>, RestoreError> {
         if !run.server_started() {
             return Ok(Some(RestoredCopy::NeverStarted));
@@ -59,7 +60,7 @@ impl Engine {
     }
 
     /// The proof from the files of a STOPPED restored copy.
-    pub(crate) fn restored_copy_stopped(&self, run: &Run<'_>, data_dir: &Path) -> RestoredCopy {
+    pub(crate) fn restored_copy_stopped(&self, run: &Run, data_dir: &Path) -> RestoredCopy {
         if !run.server_started() || !is_cluster(data_dir) {
             return RestoredCopy::NeverStarted;
         }
@@ -74,7 +75,7 @@ impl Engine {
     /// still in recovery. Stops it only when PostgreSQL cannot say what it is.
     pub(crate) async fn refuse_if_promoted(
         &self,
-        run: &Run<'_>,
+        run: &Run,
         plan: &Plan,
     ) -> Result<(), RestoreError> {
         let copy = match self.restored_copy_running(run).await? {
@@ -92,6 +93,21 @@ impl Engine {
             }),
             RestoredCopy::NeverStarted | RestoredCopy::InRecovery => Ok(()),
         }
+    }
+}
+
+impl Engine {
+    /// Stops the restored copy once it is proven never promoted, and says what its files
+    /// prove once it is stopped (a promotion may have raced the stop).
+    pub(crate) async fn stop_restored_copy(
+        &self,
+        run: &Run,
+        plan: &Plan,
+    ) -> Result<RestoredCopy, RestoreError> {
+        self.refuse_if_promoted(run, plan).await?;
+        self.service().guard_against_start().await?;
+        self.service().stop().await?;
+        Ok(self.restored_copy_stopped(run, &plan.data_dir))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The restore journal: one JSON object per line, appended and fsync'd before and after every
 //! step, so that a crash at any point can be resumed or rolled back from what it says.
-//! `<state_dir>/restore.journal` is the restore in progress; a closed restore's journal moves to
-//! `<state_dir>/restores/<id>.journal`.
+//! [`StateDir::journal`] is the restore in progress; a closed restore's journal moves to
+//! [`StateDir::history_journal`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Outcome, Plan, Step};
+use crate::state_dir::StateDir;
 use crate::target::TargetTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +98,9 @@ pub struct Journal {
 const RESERVE_BYTES: usize = 1 << 20;
 
 impl Journal {
-    pub fn current_path(state_dir: &Path) -> PathBuf {
-        state_dir.join("restore.journal")
-    }
-
     /// Creates the journal of a new restore; refuses if one exists.
-    pub fn create(state_dir: &Path, restore_id: &str) -> Result<Self, JournalError> {
-        let path = Self::current_path(state_dir);
+    pub fn create(state_dir: &StateDir, restore_id: &str) -> Result<Self, JournalError> {
+        let path = state_dir.journal();
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -112,13 +109,13 @@ impl Journal {
                 path: path.clone(),
                 source,
             })?;
-        let reserve = state_dir.join("restore.journal.reserve");
+        let reserve = state_dir.journal_reserve();
         if let Err(e) = write_reserve(&reserve) {
             tracing::warn!(path = %reserve.display(), error = %e, "cannot hold space for the restore journal");
             let _ = std::fs::remove_file(&reserve);
         }
-        sync_dir(state_dir).map_err(|source| JournalError::Io {
-            path: state_dir.to_owned(),
+        sync_dir(state_dir.root()).map_err(|source| JournalError::Io {
+            path: state_dir.root().to_owned(),
             source,
         })?;
         Ok(Self {
@@ -131,8 +128,8 @@ impl Journal {
     }
 
     /// Opens the journal of the restore in progress for appending.
-    pub fn open_current(state_dir: &Path) -> Result<Option<(Self, Vec<Entry>)>, JournalError> {
-        let path = Self::current_path(state_dir);
+    pub fn open_current(state_dir: &StateDir) -> Result<Option<(Self, Vec<Entry>)>, JournalError> {
+        let path = state_dir.journal();
         let entries = match read(&path)? {
             Some(e) => e,
             None => return Ok(None),
@@ -168,7 +165,7 @@ impl Journal {
                 file,
                 next_seq,
                 restore_id,
-                reserve: state_dir.join("restore.journal.reserve"),
+                reserve: state_dir.journal_reserve(),
             },
             entries,
         )))
@@ -232,17 +229,17 @@ impl Journal {
     }
 
     /// Moves a closed journal to `restores/<id>.journal`.
-    pub fn archive(self, state_dir: &Path) -> Result<PathBuf, JournalError> {
-        let dir = state_dir.join("restores");
+    pub fn archive(self, state_dir: &StateDir) -> Result<PathBuf, JournalError> {
+        let dir = state_dir.history();
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| JournalError::Io { path, source }
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let dest = dir.join(format!("{}.journal", self.restore_id));
+        let dest = state_dir.history_journal(&self.restore_id);
         std::fs::rename(&self.path, &dest).map_err(io(&dest))?;
         let _ = std::fs::remove_file(&self.reserve);
-        sync_dir(state_dir).map_err(io(state_dir))?;
+        sync_dir(state_dir.root()).map_err(io(state_dir.root()))?;
         sync_dir(&dir).map_err(io(&dir))?;
         Ok(dest)
     }
@@ -329,8 +326,9 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_cut_off_and_the_journal_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut j = Journal::create(dir.path(), "r1").expect("create");
-        let reserve = dir.path().join("restore.journal.reserve");
+        let state = StateDir::new(dir.path());
+        let mut j = Journal::create(&state, "r1").expect("create");
+        let reserve = state.journal_reserve();
         assert_eq!(
             std::fs::metadata(&reserve).map(|m| m.len()).ok(),
             Some(RESERVE_BYTES as u64),
@@ -340,13 +338,13 @@ mod tests {
         j.append(log("two")).expect("append");
         drop(j);
         // A crash (or ENOSPC) in the middle of the third line.
-        let path = Journal::current_path(dir.path());
+        let path = state.journal();
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(br#"{"seq":3,"at":"2026-11-2"#).expect("tear");
         drop(f);
         assert_eq!(read(&path).expect("readable").expect("exists").len(), 2);
 
-        let (mut j, entries) = Journal::open_current(dir.path())
+        let (mut j, entries) = Journal::open_current(&state)
             .expect("opens")
             .expect("exists");
         assert_eq!(entries.len(), 2);
@@ -367,13 +365,14 @@ mod tests {
     #[test]
     fn a_last_line_missing_only_its_newline_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut j = Journal::create(dir.path(), "r1").expect("create");
+        let state = StateDir::new(dir.path());
+        let mut j = Journal::create(&state, "r1").expect("create");
         j.append(log("one")).expect("append");
         drop(j);
-        let path = Journal::current_path(dir.path());
+        let path = state.journal();
         let text = std::fs::read_to_string(&path).expect("read");
         std::fs::write(&path, text.trim_end()).expect("cut the newline");
-        let (mut j, _) = Journal::open_current(dir.path())
+        let (mut j, _) = Journal::open_current(&state)
             .expect("opens")
             .expect("exists");
         j.append(log("two")).expect("append");

@@ -1,38 +1,45 @@
-//! The restore state machine of design.md: plan, archive, stop, set aside, recover,
-//! start paused, verify, then accept | retry | roll back. Every step is journaled before and
-//! after it runs (see `journal`), one host-wide lock allows one restore at a time, any failure
-//! between archive and start-paused rolls back by itself, and `resume` on start-up finishes or
-//! undoes whatever a crash interrupted. The data directory is never deleted while it is the only
-//! copy: it is renamed into the state directory and stays there until the person discards it.
+//! The restore state machine (docs/restore-state-machine.md): plan, archive, stop, set aside,
+//! recover, start paused, verify, then accept | retry | roll back.
+//!
+//! - [`Step::FORWARD`] is the one ordered list of steps: `start` walks it up to paused, `retry`
+//!   rejoins it at recover, and `resume` reads a crashed restore's place on it to decide
+//!   whether to undo or to finish ([`Step::after_crash`]).
+//! - `operations` holds what a person (or start-up) asks for; `step/` one file per step;
+//!   `run` journals each step before and after it runs; `guard` proves from PostgreSQL and the
+//!   files what the journal says before anything is destroyed.
+//! - One host-wide lock allows one restore at a time. Any failure before paused rolls back by
+//!   itself. The data directory is never deleted while it is the only copy: it is renamed into
+//!   the state directory and stays there until the person discards it.
 
+mod error;
+mod fault;
 mod guard;
 pub mod journal;
+mod leftovers;
+mod operations;
+mod plan;
 mod run;
 pub mod space;
-mod steps;
+mod status;
+mod step;
 mod verify;
 
+pub use error::RestoreError;
 pub use guard::check_os_user;
 pub use space::PreRestoreDir;
+pub use status::{Phase, RestoreStatus, StepRecord};
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::fmt;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
-use crate::barman::{Barman, BarmanError, CheckItem};
-use crate::catalog::{Catalog, CatalogError};
-use crate::config::Config;
-use crate::probe::ProbeError;
-use crate::service::{Service, ServiceError};
-use crate::target::{TargetTime, TargetTimeError};
-use crate::window::{RecoveryWindow, WindowError};
-use journal::{Entry, Journal, JournalError, Record};
+use crate::barman::CheckItem;
+use crate::target::TargetTime;
+use crate::window::RecoveryWindow;
 
-/// The steps, in the order a restore runs them.
+/// The steps of a restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
@@ -48,15 +55,39 @@ pub enum Step {
     Recover,
     /// Start PostgreSQL and wait until replay is paused at the target.
     StartPaused,
-    /// Back to an empty data directory for another target (after a verify).
-    Retry,
     /// Re-enable archiving, promote, clean Barman's recovery settings, archive the new timeline.
     Accept,
-    /// Put the pre-restore data directory back and start it.
+    /// Back to an empty data directory for another target (after a verify); rejoins at Recover.
+    Retry,
+    /// Put the pre-restore data directory back and start it; leaves the forward path.
     Rollback,
 }
 
+/// What `resume` does with a restore a crash interrupted, from its last journaled step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCrash {
+    /// Before paused: the restored copy is a half-made copy of a backup; put the original back.
+    RollBack,
+    /// Paused at the target when it died: start it again, paused, for the person to decide.
+    PauseAgain,
+    /// Accept had begun: the database may be promoted and taking writes; finish, never undo.
+    FinishAccept,
+}
+
 impl Step {
+    /// THE forward path of a restore, in order. `start` runs it up to `StartPaused`, skipping
+    /// `Archive` when PostgreSQL was down; `Retry` rejoins it at `Recover`; the person ends it
+    /// with `Accept` (or leaves it by `Rollback`).
+    pub const FORWARD: [Step; 7] = [
+        Step::Plan,
+        Step::Archive,
+        Step::Stop,
+        Step::SetAside,
+        Step::Recover,
+        Step::StartPaused,
+        Step::Accept,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Step::Plan => "plan",
@@ -65,10 +96,58 @@ impl Step {
             Step::SetAside => "set_aside",
             Step::Recover => "recover",
             Step::StartPaused => "start_paused",
-            Step::Retry => "retry",
             Step::Accept => "accept",
+            Step::Retry => "retry",
             Step::Rollback => "rollback",
         }
+    }
+
+    /// Where the step stands on [`Step::FORWARD`]; `Retry` stands where it rejoins it.
+    fn position(self) -> Option<usize> {
+        let on_path = if self == Step::Retry {
+            Step::Recover
+        } else {
+            self
+        };
+        Step::FORWARD.iter().position(|s| *s == on_path)
+    }
+
+    /// The steps that take a restore from `from` to paused at its target: [`Step::Plan`] for
+    /// a new restore, [`Step::Retry`] for another target.
+    pub fn path_to_paused(from: Step) -> Vec<Step> {
+        let mut path: Vec<Step> = (from == Step::Retry)
+            .then_some(Step::Retry)
+            .into_iter()
+            .collect();
+        let Some(start) = from.position() else {
+            return path;
+        };
+        path.extend(
+            Step::FORWARD[start..]
+                .iter()
+                .copied()
+                .take_while(|s| *s != Step::Accept),
+        );
+        path
+    }
+
+    /// What `resume` does when this was the last step journaled and a crash interrupted the
+    /// restore (`finished`: its `finished` entry is on disk).
+    pub fn after_crash(self, finished: bool) -> AfterCrash {
+        let paused = Step::StartPaused.position();
+        match self.position() {
+            Some(p) if Some(p) > paused => AfterCrash::FinishAccept,
+            Some(p) if Some(p) == paused && finished && self == Step::StartPaused => {
+                AfterCrash::PauseAgain
+            }
+            _ => AfterCrash::RollBack,
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -106,217 +185,6 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// Where a restore stands, derived from its journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// A step is running (or was, when the process died).
-    Running,
-    /// PostgreSQL is paused at the target: the person verifies, then accepts, retries or rolls back.
-    Paused,
-    Closed,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub step: Step,
-    pub started: DateTime<Utc>,
-    pub finished: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreStatus {
-    pub restore_id: String,
-    pub state: Phase,
-    pub plan: Plan,
-    /// The target of the latest recover (a retry changes it).
-    pub target: TargetTime,
-    pub steps: Vec<StepRecord>,
-    pub outcome: Option<Outcome>,
-    pub log: Vec<String>,
-    /// Backups barkeep holds against retention for this restore (released at the end).
-    #[serde(default)]
-    pub kept: Vec<String>,
-    /// The timeline PostgreSQL was on when replay paused at the target.
-    #[serde(default)]
-    pub paused_timeline: Option<i32>,
-}
-
-impl RestoreStatus {
-    pub fn from_entries(entries: &[Entry]) -> Option<Self> {
-        let mut status: Option<RestoreStatus> = None;
-        for e in entries {
-            match &e.record {
-                Record::Planned { plan } => {
-                    status = Some(RestoreStatus {
-                        restore_id: e.restore_id.clone(),
-                        state: Phase::Running,
-                        target: plan.target,
-                        plan: (**plan).clone(),
-                        steps: Vec::new(),
-                        outcome: None,
-                        log: Vec::new(),
-                        kept: Vec::new(),
-                        paused_timeline: None,
-                    });
-                }
-                other => {
-                    let Some(s) = status.as_mut() else { continue };
-                    match other {
-                        Record::StepStarted { step, target } => {
-                            if let Some(t) = target {
-                                s.target = *t;
-                            }
-                            s.state = Phase::Running;
-                            s.steps.push(StepRecord {
-                                step: *step,
-                                started: e.at,
-                                finished: None,
-                                error: None,
-                                detail: None,
-                            });
-                        }
-                        Record::StepFinished { step, detail } => {
-                            if let Some(r) = s.steps.iter_mut().rev().find(|r| r.step == *step) {
-                                r.finished = Some(e.at);
-                                r.detail = detail.clone();
-                            }
-                            if *step == Step::StartPaused {
-                                s.state = Phase::Paused;
-                            }
-                        }
-                        Record::StepFailed { step, error } => {
-                            if let Some(r) = s.steps.iter_mut().rev().find(|r| r.step == *step) {
-                                r.finished = Some(e.at);
-                                r.error = Some(error.clone());
-                            }
-                        }
-                        Record::Log { line } => s.log.push(line.clone()),
-                        Record::Child { pgid, command } => s
-                            .log
-                            .push(format!("started (process group {pgid}): {command}")),
-                        Record::BackupKept { backup_id } => s.kept.push(backup_id.clone()),
-                        Record::PausedAt { timeline, .. } => s.paused_timeline = Some(*timeline),
-                        Record::Closed { outcome } => {
-                            s.state = Phase::Closed;
-                            s.outcome = Some(outcome.clone());
-                        }
-                        Record::Planned { .. } => {}
-                    }
-                }
-            }
-        }
-        status
-    }
-
-    /// The last step that started, and whether it finished.
-    pub fn last_step(&self) -> Option<(Step, bool)> {
-        self.steps
-            .last()
-            .map(|r| (r.step, r.finished.is_some() && r.error.is_none()))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    #[error("{0}")]
-    Target(#[from] TargetTimeError),
-    #[error("the target {target} is {why}")]
-    OutsideWindow { target: TargetTime, why: String },
-    #[error("there is no backup with id {0:?}: choose one that `barman list-backups` shows")]
-    UnknownBackup(String),
-    #[error("backup {id} cannot be used for this target: {why}")]
-    UnusableBackup { id: String, why: String },
-    #[error(
-        "a restore is already in progress ({id}, {state}): accept, retry or roll it back first"
-    )]
-    InProgress { id: String, state: String },
-    #[error(
-        "another barkeep process is working on a restore right now; try again when it is done"
-    )]
-    Busy,
-    #[error("there is no restore in progress")]
-    NoRestore,
-    #[error("there is no kept pre-restore data directory for restore {0:?}: `barkeep restore status` and the history list the restores")]
-    UnknownRestore(String),
-    #[error(
-        "PostgreSQL has left recovery (it was promoted{}): the restored database may have taken writes since, and rolling back or retrying would delete them. The restore can only be finished: accept it. The pre-restore data directory stays at {} for a manual return",
-        timeline.map(|t| format!(", timeline {t}")).unwrap_or_default(),
-        pre_restore.display()
-    )]
-    Promoted {
-        timeline: Option<i32>,
-        pre_restore: PathBuf,
-    },
-    #[error("barkeep must run as the OS user that owns {} ({owner}), not as {me}: run it as that user (e.g. `runuser -u <user> -- barkeep ...`); nothing was changed", dir.display())]
-    WrongUser {
-        me: String,
-        owner: String,
-        dir: PathBuf,
-    },
-    #[error("verify queries cannot run as the role {role}: {why}")]
-    VerifyRole { role: String, why: String },
-    #[error("{} cannot be set aside by a rename: {why}; nothing was changed", dir.display())]
-    NotRenamable { dir: PathBuf, why: String },
-    #[error("a restore is open ({0}): finish it (accept or roll back) before taking a backup, or Barman would back up the restored copy")]
-    BackupDuringRestore(String),
-    #[error("this needs a restore paused at its target, but the restore is {0}")]
-    NotPaused(String),
-    #[error(
-        "the disk holding {} is full: {} needed, {} free{}",
-        dir.display(),
-        space::human(*needed),
-        space::human(*free),
-        if pre_restore_kept.is_empty() { String::new() } else { format!("; kept pre-restore directories take {} of it (discard the ones you no longer need: {})", space::human(pre_restore_kept.iter().map(|p| p.bytes).sum()), pre_restore_kept.iter().map(|p| p.restore_id.as_str()).collect::<Vec<_>>().join(", ")) }
-    )]
-    DiskFull {
-        dir: PathBuf,
-        needed: u64,
-        free: u64,
-        pre_restore_kept: Vec<PreRestoreDir>,
-    },
-    #[error("the backups belong to another PostgreSQL cluster (Barman has system id {barman}, the server {server})")]
-    WrongCluster { barman: String, server: String },
-    #[error("WAL is missing from Barman's archive ({first} and {count} more): a restore past the gap is impossible")]
-    WalGap { first: String, count: usize },
-    #[error("refusing to recover into {0}: it is not an empty directory")]
-    DestinationNotEmpty(PathBuf),
-    #[error("the query is refused: {0}")]
-    Query(String),
-    #[error("step {step} failed: {message}")]
-    StepFailed { step: &'static str, message: String },
-    #[error(transparent)]
-    Children(#[from] crate::process::ProcessError),
-    #[error("the restore failed at step {step} ({message}) and was rolled back: the server is as it was before")]
-    RolledBack { step: &'static str, message: String },
-    #[error("the restore failed at step {step} ({message}) and rolling back failed too ({rollback}): the original data directory is safe at {pre_restore}")]
-    RollbackFailed {
-        step: &'static str,
-        message: String,
-        rollback: String,
-        pre_restore: PathBuf,
-    },
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Barman(#[from] BarmanError),
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-    #[error(transparent)]
-    Probe(#[from] ProbeError),
-    #[error(transparent)]
-    Window(#[from] WindowError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-}
-
 /// Rows of a verify query, as text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryResult {
@@ -325,162 +193,42 @@ pub struct QueryResult {
     pub truncated: bool,
 }
 
-/// Live progress: every journal entry, as it is written.
-pub type RestoreEvent = Entry;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The engine: one per process, shared by the web app and the CLI.
-#[derive(Clone)]
-pub struct Engine {
-    inner: Arc<Inner>,
-}
+    #[test]
+    fn start_and_retry_walk_the_one_forward_path() {
+        use Step::*;
+        assert_eq!(
+            Step::path_to_paused(Plan),
+            [Plan, Archive, Stop, SetAside, Recover, StartPaused]
+        );
+        assert_eq!(Step::path_to_paused(Retry), [Retry, Recover, StartPaused]);
+    }
 
-struct Inner {
-    config: Arc<Config>,
-    barman: Barman,
-    service: Service,
-    events: broadcast::Sender<RestoreEvent>,
-    /// In-process serialisation; the flock below serialises processes.
-    running: tokio::sync::Mutex<()>,
-    /// Shared reads for the dashboard and the plan: catalog, probe, the recovery-window cache.
-    reads: crate::overview::ReadCache,
-}
-
-/// The host-wide restore lock: an exclusive flock on `<state_dir>/restore.lock`.
-pub(crate) struct HostLock {
-    _file: File,
-}
-
-impl HostLock {
-    fn acquire(state_dir: &Path) -> Result<Self, RestoreError> {
-        let path = state_dir.join("restore.lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| RestoreError::Io {
-                what: format!("cannot open the restore lock {}", path.display()),
-                source,
-            })?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(RestoreError::Busy),
-            Err(e) => Err(RestoreError::Io {
-                what: format!("cannot lock {}", path.display()),
-                source: e.into(),
-            }),
+    #[test]
+    fn resume_undoes_before_paused_and_finishes_from_accept_on() {
+        use Step::*;
+        for step in [Plan, Archive, Stop, SetAside, Recover, Retry, Rollback] {
+            for finished in [false, true] {
+                assert_eq!(step.after_crash(finished), AfterCrash::RollBack, "{step}");
+            }
         }
-    }
-}
-
-impl Engine {
-    /// Refuses, before writing anything, to run as another OS user than the cluster's owner.
-    pub fn new(config: Arc<Config>) -> Result<Self, RestoreError> {
-        check_os_user(&config)?;
-        let service = Service::from_config(&config)?;
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| RestoreError::Io {
-            what: format!(
-                "cannot create the state directory {}",
-                config.state_dir.display()
-            ),
-            source,
-        })?;
-        let (events, _) = broadcast::channel(1024);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                barman: Barman::new(&config.barman),
-                service,
-                config,
-                events,
-                running: tokio::sync::Mutex::new(()),
-                reads: crate::overview::ReadCache::default(),
-            }),
-        })
+        assert_eq!(StartPaused.after_crash(false), AfterCrash::RollBack);
+        assert_eq!(StartPaused.after_crash(true), AfterCrash::PauseAgain);
+        assert_eq!(Accept.after_crash(false), AfterCrash::FinishAccept);
+        assert_eq!(Accept.after_crash(true), AfterCrash::FinishAccept);
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    pub(crate) fn reads(&self) -> &crate::overview::ReadCache {
-        &self.inner.reads
-    }
-
-    pub fn barman(&self) -> &Barman {
-        &self.inner.barman
-    }
-
-    pub fn service(&self) -> &Service {
-        &self.inner.service
-    }
-
-    /// Follow restores live: every journal entry as it is written.
-    pub fn subscribe(&self) -> broadcast::Receiver<RestoreEvent> {
-        self.inner.events.subscribe()
-    }
-
-    /// Barman's catalog, read from disk now.
-    pub fn catalog(&self) -> Result<Catalog, CatalogError> {
-        let c = &self.inner.config;
-        Catalog::read(
-            &c.server_home(),
-            &c.barman
-                .home
-                .join(format!(".{}-xlogdb.lock", c.barman.server)),
-        )
-    }
-
-    /// The restore in progress, if any, or the most recently closed one.
-    pub fn status(&self) -> Result<Option<RestoreStatus>, RestoreError> {
-        let state_dir = &self.inner.config.state_dir;
-        if let Some(entries) = journal::read(&Journal::current_path(state_dir))? {
-            return Ok(RestoreStatus::from_entries(&entries));
-        }
-        let dir = state_dir.join("restores");
-        let newest = std::fs::read_dir(&dir)
-            .ok()
+    #[test]
+    fn step_names_are_what_the_journal_writes() {
+        for step in Step::FORWARD
             .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "journal"))
-            .max();
-        match newest {
-            Some(p) => Ok(journal::read(&p)?.and_then(|e| RestoreStatus::from_entries(&e))),
-            None => Ok(None),
+            .chain([Step::Retry, Step::Rollback])
+        {
+            let json = serde_json::to_string(&step).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", step.name()));
         }
-    }
-
-    /// Pre-restore data directories kept in the state dir, oldest first, with their size.
-    pub fn pre_restore_dirs(&self) -> Vec<PreRestoreDir> {
-        let dir = self.inner.config.state_dir.join("pre-restore");
-        let mut v: Vec<PreRestoreDir> = std::fs::read_dir(dir)
-            .ok()
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let restore_id = e.file_name().to_str()?.to_owned();
-                let path = e.path();
-                Some(PreRestoreDir {
-                    bytes: space::disk_usage(&path),
-                    restore_id,
-                    path,
-                })
-            })
-            .collect();
-        v.sort_by(|a, b| a.restore_id.cmp(&b.restore_id));
-        v
-    }
-
-    async fn exclusive(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, HostLock), RestoreError> {
-        let guard = self
-            .inner
-            .running
-            .try_lock()
-            .map_err(|_| RestoreError::Busy)?;
-        let lock = HostLock::acquire(&self.inner.config.state_dir)?;
-        Ok((guard, lock))
     }
 }

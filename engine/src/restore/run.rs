@@ -1,22 +1,21 @@
 //! A journaled run of one restore operation: every step between its `started` and its
 //! `finished`/`failed` entries, every child process it starts recorded (process group) and
-//! marked with the restore id, the live event feed fed with each entry.
+//! marked with the restore id.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::broadcast;
-
+use super::fault;
 use super::journal::{Entry, Journal, Record};
-use super::{Engine, RestoreError, Step};
+use super::{RestoreError, Step};
 use crate::process::{ChildObserver, OBSERVER};
+use crate::state_dir::StateDir;
 use crate::target::TargetTime;
 
 /// The journal of one restore and what it says so far, shared with the child observer.
 pub(crate) struct Recorder {
     journal: Mutex<Journal>,
-    events: broadcast::Sender<Entry>,
     restore_id: String,
     data_dir: PathBuf,
     step: Mutex<Option<Step>>,
@@ -40,8 +39,8 @@ impl Recorder {
         }
         let point = fault::point(&record);
         let informative = matches!(record, Record::Log { .. } | Record::Child { .. });
-        let entry = match lock(&self.journal).append(record) {
-            Ok(e) => e,
+        match lock(&self.journal).append(record) {
+            Ok(_) => {}
             // A log line that cannot be written (a full disk) must not fail the step, nor the
             // rollback after it: the step boundaries are what resume needs.
             Err(e) if informative => {
@@ -49,8 +48,7 @@ impl Recorder {
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
-        };
-        let _ = self.events.send(entry);
+        }
         if let Some(point) = point {
             fault::at_entry(&point);
         }
@@ -82,19 +80,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One operation's run over the journal of the restore in progress.
-pub(crate) struct Run<'a> {
+pub(crate) struct Run {
     recorder: Arc<Recorder>,
-    _engine: std::marker::PhantomData<&'a Engine>,
 }
 
-impl<'a> Run<'a> {
+impl Run {
     /// `entries`: what the journal already holds (empty for a new restore).
-    pub(crate) fn new(
-        engine: &'a Engine,
-        journal: Journal,
-        entries: &[Entry],
-        data_dir: &Path,
-    ) -> Self {
+    pub(crate) fn new(journal: Journal, entries: &[Entry], data_dir: &Path) -> Self {
         let mut kept = Vec::new();
         let mut started = false;
         let mut paused = None;
@@ -111,10 +103,8 @@ impl<'a> Run<'a> {
         }
         let restore_id = journal.restore_id().to_owned();
         Self {
-            _engine: std::marker::PhantomData,
             recorder: Arc::new(Recorder {
                 journal: Mutex::new(journal),
-                events: engine.inner.events.clone(),
                 restore_id,
                 data_dir: data_dir.to_owned(),
                 step: Mutex::new(None),
@@ -217,7 +207,7 @@ impl<'a> Run<'a> {
     }
 
     /// Moves the closed journal to the history.
-    pub(crate) fn archive(self, state_dir: &Path) -> Result<(), RestoreError> {
+    pub(crate) fn archive(self, state_dir: &StateDir) -> Result<(), RestoreError> {
         let recorder = Arc::try_unwrap(self.recorder).map_err(|_| RestoreError::Io {
             what: "the restore journal is still in use".into(),
             source: std::io::Error::other("busy"),
@@ -229,73 +219,4 @@ impl<'a> Run<'a> {
         journal.archive(state_dir)?;
         Ok(())
     }
-}
-
-/// Fault injection for the crash tests, compiled only with the `fault-injection` feature
-/// (test builds of the CLI; never the release build cargo-leptos makes):
-/// `BARKEEP_FAULT_KILL_AFTER=<step>:started|finished` SIGKILLs the process right after that
-/// journal entry, `<step>:child` while the step's first child runs (for `recover`: once barman
-/// has started writing into the data directory), exactly as an OOM kill would.
-#[cfg(feature = "fault-injection")]
-mod fault {
-    use super::*;
-
-    const FAULT_ENV: &str = "BARKEEP_FAULT_KILL_AFTER";
-
-    pub(super) fn point(record: &Record) -> Option<String> {
-        match record {
-            Record::StepStarted { step, .. } => Some(format!("{}:started", step.name())),
-            Record::StepFinished { step, .. } => Some(format!("{}:finished", step.name())),
-            _ => None,
-        }
-    }
-
-    fn wanted(point: &str) -> bool {
-        std::env::var(FAULT_ENV).ok().as_deref() == Some(point)
-    }
-
-    fn die(point: &str) {
-        tracing::error!(%point, "fault injection: killing this process");
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-    }
-
-    pub(super) fn at_entry(point: &str) {
-        if wanted(point) {
-            die(point);
-        }
-    }
-
-    pub(super) fn in_child(step: Step, data_dir: &Path) {
-        let point = format!("{}:child", step.name());
-        if !wanted(&point) {
-            return;
-        }
-        let data_dir = data_dir.to_owned();
-        // From another thread, so that this one goes on reading the child's output.
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            if step == Step::Recover {
-                while std::time::Instant::now() < deadline
-                    && std::fs::read_dir(&data_dir).map_or(true, |mut d| d.next().is_none())
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            } else {
-                std::thread::sleep(std::time::Duration::from_millis(150));
-            }
-            die(&point);
-        });
-    }
-}
-
-#[cfg(not(feature = "fault-injection"))]
-mod fault {
-    use super::*;
-
-    pub(super) fn point(_: &Record) -> Option<String> {
-        None
-    }
-    pub(super) fn at_entry(_: &str) {}
-    pub(super) fn in_child(_: Step, _: &Path) {}
 }

@@ -50,6 +50,34 @@ pub fn free_bytes(dir: &Path) -> Result<u64, RestoreError> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// The plan's warning when this restore fits but a second one would not.
+pub fn second_restore_warning(
+    dir: &Path,
+    free: u64,
+    needed: u64,
+    kept: &[PreRestoreDir],
+) -> Option<String> {
+    if free >= needed.saturating_mul(2) {
+        return None;
+    }
+    let kept_words = if kept.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} kept pre-restore director{} take {}: discard what you no longer need",
+            kept.len(),
+            if kept.len() == 1 { "y" } else { "ies" },
+            human(kept.iter().map(|p| p.bytes).sum())
+        )
+    };
+    Some(format!(
+        "after this restore the disk holding {} cannot hold another one ({} free, {} per restore){kept_words}",
+        dir.display(),
+        human(free),
+        human(needed),
+    ))
+}
+
 /// Refuses, before anything is stopped, a data directory that set-aside could not rename into
 /// the state directory: a mount point, or on another filesystem than the state directory.
 pub fn check_renamable(data_dir: &Path, state_dir: &Path) -> Result<(), RestoreError> {

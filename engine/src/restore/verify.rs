@@ -11,9 +11,9 @@
 
 use tokio_postgres::SimpleQueryMessage;
 
-use super::journal::Journal;
-use super::{Engine, Phase, QueryResult, RestoreError, RestoreStatus};
+use super::{Phase, QueryResult, RestoreError, RestoreStatus};
 use crate::probe::{self, PauseState};
+use crate::Engine;
 
 /// Roles whose members read or write server files, run programs or read every table
 /// (pg_read_all_data reads pg_authid's password hashes on 14.23).
@@ -70,7 +70,7 @@ impl Engine {
             .await;
         if let Err(e) = declared {
             let _ = client.batch_execute("ROLLBACK").await;
-            return Err(RestoreError::Query(super::steps::db_error_text(&e)));
+            return Err(RestoreError::Query(db_error_text(&e)));
         }
         let fetched = client
             .simple_query(&format!(
@@ -79,7 +79,7 @@ impl Engine {
             ))
             .await;
         let _ = client.batch_execute("ROLLBACK").await;
-        let messages = fetched.map_err(|e| RestoreError::Query(super::steps::db_error_text(&e)))?;
+        let messages = fetched.map_err(|e| RestoreError::Query(db_error_text(&e)))?;
         let mut result = QueryResult {
             columns: Vec::new(),
             rows: Vec::new(),
@@ -113,13 +113,11 @@ impl Engine {
 
     /// The journal says paused AND PostgreSQL confirms it: in recovery, replay paused.
     async fn require_paused(&self) -> Result<RestoreStatus, RestoreError> {
-        let entries = super::journal::read(&Journal::current_path(&self.config().state_dir))?
-            .ok_or(RestoreError::NoRestore)?;
+        let entries =
+            super::journal::read(&self.state_dir().journal())?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
         if status.state != Phase::Paused {
-            return Err(RestoreError::NotPaused(
-                format!("{:?}", status.state).to_lowercase(),
-            ));
+            return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
         let s = probe::status(&self.config().postgres).await?;
         if !s.in_recovery {
@@ -186,4 +184,19 @@ async fn prove_harmless(client: &tokio_postgres::Client, role: &str) -> Result<(
             names.join(", ")
         ),
     })
+}
+
+fn db_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        // Paused replay still holds the locks of transactions in flight at the target: a
+        // TRUNCATE or DROP TABLE committed after the target keeps its table locked until accept.
+        Some(db) if db.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{}: the table is locked by a transaction that was still running at the target time \
+             (often the harmful TRUNCATE or DROP itself); it is released when the restore is accepted, \
+             or choose a target before that transaction began",
+            db.message()
+        ),
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    }
 }

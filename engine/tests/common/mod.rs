@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use barkeep_engine::restore::Engine;
 use barkeep_engine::target::TargetTime;
 use barkeep_engine::Config;
+use barkeep_engine::Engine;
 use barkeep_testkit::{Sandbox, SandboxOptions};
 
 pub fn stack(opts: SandboxOptions) -> (Sandbox, Engine) {

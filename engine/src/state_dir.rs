@@ -1,0 +1,114 @@
+//! barkeep's state directory (`state_dir` in barkeep.toml, `/var/lib/barkeep` on NixOS): every
+//! name barkeep gives a file or directory in it is written here and nowhere else.
+//!
+//! ```text
+//! <state_dir>/
+//!   restore.lock                 flock held by the one process working on a restore
+//!   restore.journal              the journal of the restore in progress (absent when none is)
+//!   restore.journal.reserve      1 MiB of zeros released when the disk fills mid-restore
+//!   restores/<id>.journal        the journals of closed restores (the history)
+//!   pre-restore/<id>/            a data directory set aside by restore <id>, kept until discarded
+//!   discard-<id>/                a restored copy being deleted by a rollback (gone when done)
+//!   postgresql-start-blocked     while present, the NixOS unit refuses to start PostgreSQL
+//!                                (no initdb of the emptied data directory, no Restart= loop)
+//! ```
+//!
+//! The set-aside is a rename, so `pre-restore/` must be on the data directory's filesystem
+//! (checked by the plan, see `restore::space::check_renamable`).
+
+use std::path::{Path, PathBuf};
+
+/// The file the NixOS module's `ConditionPathExists=!` on postgresql.service looks at
+/// (nixos-module/lib.nix writes the same name).
+pub const START_BLOCKER: &str = "postgresql-start-blocked";
+
+/// The paths under barkeep's state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The host-wide restore lock (an exclusive flock).
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("restore.lock")
+    }
+
+    /// The journal of the restore in progress.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("restore.journal")
+    }
+
+    /// Space held for the journal on a disk that fills during a restore.
+    pub fn journal_reserve(&self) -> PathBuf {
+        self.root.join("restore.journal.reserve")
+    }
+
+    /// Where closed restores' journals go.
+    pub fn history(&self) -> PathBuf {
+        self.root.join("restores")
+    }
+
+    pub fn history_journal(&self, restore_id: &str) -> PathBuf {
+        self.history().join(format!("{restore_id}.journal"))
+    }
+
+    /// Where set-aside data directories are kept.
+    pub fn pre_restore_root(&self) -> PathBuf {
+        self.root.join("pre-restore")
+    }
+
+    /// The data directory restore `restore_id` set aside.
+    pub fn pre_restore(&self, restore_id: &str) -> PathBuf {
+        self.pre_restore_root().join(restore_id)
+    }
+
+    /// Where a rollback moves the restored copy before deleting it.
+    pub fn discard(&self, restore_id: &str) -> PathBuf {
+        self.root.join(format!("discard-{restore_id}"))
+    }
+
+    /// See [`START_BLOCKER`].
+    pub fn start_blocker(&self) -> PathBuf {
+        self.root.join(START_BLOCKER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_inside_the_state_directory() {
+        let s = StateDir::new("/var/lib/barkeep");
+        let id = "r20261128T010203004Z";
+        for p in [
+            s.lock_file(),
+            s.journal(),
+            s.journal_reserve(),
+            s.history_journal(id),
+            s.pre_restore(id),
+            s.discard(id),
+            s.start_blocker(),
+        ] {
+            assert!(p.starts_with(s.root()), "{}", p.display());
+            assert_ne!(p, s.root().to_path_buf());
+        }
+        assert_eq!(
+            s.pre_restore(id),
+            Path::new("/var/lib/barkeep/pre-restore/r20261128T010203004Z")
+        );
+        assert_eq!(
+            s.history_journal(id),
+            Path::new("/var/lib/barkeep/restores/r20261128T010203004Z.journal")
+        );
+    }
+}
