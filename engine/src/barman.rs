@@ -155,7 +155,7 @@ impl Barman {
 
     /// `recover --target-action pause --target-time '<UTC +00:00>' --target-tli <tli>` into
     /// `destination`. The caller must have proven that destination is an EMPTY directory of a
-    /// STOPPED server (barman-facts.md pitfall 7): barman itself does not refuse.
+    /// STOPPED server (docs/barman.md): barman itself does not refuse.
     pub async fn recover(
         &self,
         backup_id: &str,

@@ -1,7 +1,7 @@
 //! Starting and stopping PostgreSQL: one trait, two real implementations (systemd on NixOS,
 //! pg_ctl in the sandbox and the tests). "Stopped" is always PROVEN from the data directory
 //! (no postmaster.pid, or a pid that is not a live postmaster), never assumed: barman recover
-//! over a running server corrupts it (barman-facts.md pitfall 7).
+//! over a running server corrupts it (docs/barman.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Target times: parsed strictly (an explicit zone is required), UTC inside, and handed to
-//! Barman as `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (barman-facts.md pitfalls 1 and 12).
+//! Barman as `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (docs/barman.md).
 
 use std::fmt;
 use std::str::FromStr;

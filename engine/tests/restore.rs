@@ -7,7 +7,7 @@ use barkeep_testkit::SandboxOptions;
 use common::*;
 
 /// The seed scenario, then a second restore on the new timeline before any new backup exists
-/// (barman-facts.md pitfall 16).
+/// (docs/barman.md).
 #[test]
 fn seed_scenario_then_a_second_restore_on_the_new_timeline() {
     let (sb, engine) = stack(SandboxOptions::default());

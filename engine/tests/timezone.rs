@@ -1,4 +1,4 @@
-//! The time-zone trap (barman-facts.md pitfalls 1 and 12): barkeep's process, PostgreSQL's
+//! The time-zone trap (docs/barman.md): barkeep's process, PostgreSQL's
 //! `timezone` and the session that takes the target time are in three different zones, none of
 //! them UTC. The restore must still land exactly on the target.
 
