@@ -106,25 +106,6 @@ rec {
     compression = "gzip";
   };
 
-  # [<server>] section of /etc/barman.d/<server>.conf: the documented values.
-  barmanServerDefaults =
-    {
-      database,
-      port,
-      pgBinDir,
-      keep,
-    }:
-    {
-      description = "PostgreSQL 14 protected by barkeep";
-      conninfo = conninfo { inherit database port; };
-      backup_method = "local-rsync";
-      parallel_jobs = 1;
-      archiver = "on";
-      backup_options = "concurrent_backup";
-      retention_policy = "REDUNDANCY ${toString keep}";
-      path_prefix = pgBinDir;
-    };
-
   # INI exactly as `(pkgs.formats.ini { }).generate` writes it (lib.generators.toINI with its
   # defaults: `key=value`, sections and keys sorted); null means "leave the key out".
   renderIni =

@@ -17,12 +17,11 @@ pub fn Dashboard() -> impl IntoView {
         <section class="card" id="postgres">
             <h2>"PostgreSQL"</h2>
             <Transition fallback=|| view! { <p class="muted">"Asking PostgreSQL…"</p> }>
-                {move || Suspend::new(async move {
-                    match dashboard.await {
-                        Ok(view) => postgres_card(view.postgres).into_any(),
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    }
-                })}
+                <ErrorBoundary fallback=error_words>
+                    {move || Suspend::new(async move {
+                        dashboard.await.map(|view| postgres_card(view.postgres))
+                    })}
+                </ErrorBoundary>
             </Transition>
             <button
                 id="refresh-postgres"
@@ -41,14 +40,29 @@ pub fn Dashboard() -> impl IntoView {
         <section class="card" id="backups">
             <h2>"Backups and recovery window"</h2>
             <Transition fallback=|| view! { <p class="muted">"Reading Barman's catalog…"</p> }>
-                {move || Suspend::new(async move {
-                    match dashboard.await.and_then(|view| view.catalog) {
-                        Ok(view) => catalog_card(view).into_any(),
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    }
-                })}
+                <ErrorBoundary fallback=error_words>
+                    {move || Suspend::new(async move {
+                        dashboard.await.and_then(|view| view.catalog).map(catalog_card)
+                    })}
+                </ErrorBoundary>
             </Transition>
         </section>
+    }
+}
+
+/// What an [`AppError`](crate::model::AppError) under an ErrorBoundary shows: its words.
+fn error_words(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    view! {
+        <p class="error">
+            {move || {
+                errors
+                    .get()
+                    .into_iter()
+                    .map(|(_, e)| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }}
+        </p>
     }
 }
 

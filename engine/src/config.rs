@@ -20,6 +20,8 @@ pub enum ConfigError {
     },
     #[error("the configuration file {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("the settings do not make a valid configuration: {0}")]
+    Setting(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,11 +219,7 @@ impl Config {
     /// key names a table), validated like a file. A key must exist in the configuration
     /// (`users_file` may be added); a value takes the type of the one it replaces.
     pub fn with_settings(&self, settings: &[(String, String)]) -> Result<Self, ConfigError> {
-        let origin = Path::new("--set");
-        let invalid = |message: String| ConfigError::Invalid {
-            path: origin.to_owned(),
-            message,
-        };
+        let invalid = ConfigError::Setting;
         let mut doc = toml::Value::try_from(self).map_err(|e| invalid(e.to_string()))?;
         for (key, value) in settings {
             let (tables, name) = match key.rsplit_once('.') {
@@ -255,8 +253,11 @@ impl Config {
             };
             table.insert(name.to_owned(), new);
         }
-        let text = toml::to_string(&doc).map_err(|e| invalid(e.to_string()))?;
-        Self::parse(origin, &text)
+        let config: Config = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
     }
 
     /// The configuration as barkeep.toml.

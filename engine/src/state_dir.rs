@@ -11,6 +11,8 @@
 //!   discard-<id>/                a restored copy being deleted by a rollback (gone when done)
 //!   postgresql-start-blocked     while present, the NixOS unit refuses to start PostgreSQL
 //!                                (no initdb of the emptied data directory, no Restart= loop)
+//!   initdb-guard                 written by the NixOS module once barkeep protects a cluster:
+//!                                from then on an empty data directory is never initdb'ed
 //! ```
 //!
 //! The set-aside is a rename, so `pre-restore/` must be on the data directory's filesystem
@@ -21,6 +23,10 @@ use std::path::{Path, PathBuf};
 /// The file the NixOS module's `ConditionPathExists=!` on postgresql.service looks at
 /// (nixos-module/lib.nix writes the same name).
 pub const START_BLOCKER: &str = "postgresql-start-blocked";
+
+/// The file the NixOS module writes once barkeep protects a cluster; its start condition then
+/// never lets postgresql.service initdb an empty data directory (nixos-module/default.nix).
+pub const INITDB_GUARD: &str = "initdb-guard";
 
 /// The paths under barkeep's state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +86,11 @@ impl StateDir {
     pub fn start_blocker(&self) -> PathBuf {
         self.root.join(START_BLOCKER)
     }
+
+    /// See [`INITDB_GUARD`]. barkeep only reads it: a cluster it protects has one on NixOS.
+    pub fn initdb_guard(&self) -> PathBuf {
+        self.root.join(INITDB_GUARD)
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +109,7 @@ mod tests {
             s.pre_restore(id),
             s.discard(id),
             s.start_blocker(),
+            s.initdb_guard(),
         ] {
             assert!(p.starts_with(s.root()), "{}", p.display());
             assert_ne!(p, s.root().to_path_buf());

@@ -32,11 +32,41 @@ struct Cli {
 enum Command {
     /// Serve the web app.
     Serve,
-    /// Check the configuration file and print it as barkeep understands it.
-    CheckConfig,
+    /// barkeep.toml: print an example, or check a file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Point-in-time restore from the command line.
     #[command(subcommand)]
     Restore(cli::RestoreCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a complete barkeep.toml: the NixOS module's defaults, with `--set` applied. The
+    /// sandbox writes its barkeep.toml this way.
+    Example {
+        /// How PostgreSQL is started and stopped.
+        #[arg(long, value_enum, default_value_t = ServiceArg::Systemd)]
+        service: ServiceArg,
+        /// A setting, `key=value`; a dotted key names a table (`postgres.port=54329`).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = setting)]
+        settings: Vec<(String, String)>,
+    },
+    /// Check the configuration file (`--config`) and print it as barkeep reads it.
+    Check,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ServiceArg {
+    Systemd,
+    PgCtl,
+}
+
+fn setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,23 +84,35 @@ fn main() -> anyhow::Result<()> {
         "built with fault injection (BARKEEP_FAULT_KILL_AFTER): a test build, not for production"
     );
     let cli = Cli::parse();
-    let config = engine::Config::load(&cli.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve => {
-            let engine = engine::restore::Engine::new(Arc::new(config))?;
-            runtime.block_on(web::serve(engine))
-        }
-        Command::Restore(command) => {
-            let engine = engine::restore::Engine::new(Arc::new(config))?;
-            runtime.block_on(cli::run(engine, command))
-        }
-        Command::CheckConfig => {
-            println!("{config:#?}");
+        Command::Config(ConfigCommand::Example { service, settings }) => {
+            let kind = match service {
+                ServiceArg::Systemd => engine::config::ServiceKind::Systemd,
+                ServiceArg::PgCtl => engine::config::ServiceKind::PgCtl,
+            };
+            let config = engine::Config::example(kind).with_settings(&settings)?;
+            print!("{}", config.to_toml());
             Ok(())
         }
+        Command::Config(ConfigCommand::Check) => {
+            let config = engine::Config::load(&cli.config)?;
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Serve => {
+            let engine = engine::Engine::new(Arc::new(engine::Config::load(&cli.config)?))?;
+            runtime()?.block_on(web::serve(engine))
+        }
+        Command::Restore(command) => {
+            let engine = engine::Engine::new(Arc::new(engine::Config::load(&cli.config)?))?;
+            runtime()?.block_on(cli::run(engine, command))
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

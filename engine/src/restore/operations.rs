@@ -44,7 +44,7 @@ impl Engine {
         backup_id: Option<&str>,
     ) -> Result<RestoreStatus, RestoreError> {
         let _lock = self.exclusive().await?;
-        let (run, status) = self.open_run(|s| s.state == Phase::Paused)?;
+        let (run, status) = self.open_paused()?;
         let plan = status.plan;
         let backup = self.plan_retry(target, backup_id).await?;
         // A restored copy that left recovery is live data: refused before any step runs.
@@ -59,10 +59,23 @@ impl Engine {
     /// files, archive the new timeline. The pre-restore directory is kept.
     pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
         let _lock = self.exclusive().await?;
-        // Paused, or an accept that failed half-way (every part of it can run again).
-        let (run, status) = self.open_run(|s| {
-            s.state == Phase::Paused || s.last_step() == Some((Step::Accept, false))
-        })?;
+        let (journal, entries, status) = self.open_current()?;
+        if status.state == Phase::Closed {
+            return Err(RestoreError::NotPaused(status.state.name().to_owned()));
+        }
+        let run = Run::new(journal, &entries, &status.plan.data_dir);
+        // Paused, or an accept that failed half-way (every part of it can run again), or a
+        // restored copy that was promoted behind barkeep's back before it paused: that one
+        // may have taken writes and can only be finished (rollback and retry refuse it).
+        let acceptable = status.state == Phase::Paused
+            || status.last_step() == Some((Step::Accept, false))
+            || matches!(
+                self.restored_copy_running(&run).await?,
+                Some(super::guard::RestoredCopy::Promoted { .. })
+            );
+        if !acceptable {
+            return Err(RestoreError::NotPaused(status.state.name().to_owned()));
+        }
         self.accept_in(&run, &status.plan).await?;
         self.close(run)
     }
@@ -91,15 +104,21 @@ impl Engine {
     /// On start-up: finish or undo whatever a crash interrupted. Returns what it did.
     pub async fn resume(&self) -> Result<Option<RestoreStatus>, RestoreError> {
         let _lock = self.exclusive().await?;
+        let path = self.state_dir().journal();
+        // A journal with no plan in it: the crash came between its creation and the `planned`
+        // entry, which is written before anything is touched. It goes, or every later restore
+        // would be refused as in progress.
+        let forget = || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(format!("cannot remove {}", path.display()))(e)),
+        };
         let Some((journal, entries)) = Journal::open_current(self.state_dir())? else {
-            return Ok(None);
+            return forget();
         };
         let Some(status) = RestoreStatus::from_entries(&entries) else {
-            // Not even planned: nothing was touched.
             drop(journal);
-            let path = self.state_dir().journal();
-            std::fs::remove_file(&path).map_err(io(format!("cannot remove {}", path.display())))?;
-            return Ok(None);
+            return forget();
         };
         let run = Run::new(journal, &entries, &status.plan.data_dir);
         let last = status.last_step();
@@ -309,13 +328,10 @@ impl Engine {
         Ok((journal, entries, status))
     }
 
-    /// The restore in progress, opened for a run, if `allowed` says its state permits it.
-    fn open_run(
-        &self,
-        allowed: impl Fn(&RestoreStatus) -> bool,
-    ) -> Result<(Run, RestoreStatus), RestoreError> {
+    /// The restore in progress, opened for a run, if it is paused at its target.
+    fn open_paused(&self) -> Result<(Run, RestoreStatus), RestoreError> {
         let (journal, entries, status) = self.open_current()?;
-        if !allowed(&status) {
+        if status.state != Phase::Paused {
             return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
         Ok((Run::new(journal, &entries, &status.plan.data_dir), status))
@@ -343,4 +359,36 @@ fn operations_are_send(e: &Engine, t: TargetTime) {
     send(e.backup_now());
     send(e.discard_pre_restore("r1"));
     send(e.query("SELECT 1", 1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ServiceKind};
+
+    #[tokio::test]
+    async fn resume_forgets_a_journal_that_never_got_its_plan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_str().expect("utf-8").to_owned();
+        let config = Config::example(ServiceKind::PgCtl)
+            .with_settings(&[
+                ("state_dir".into(), format!("{root}/state")),
+                ("postgres.data_dir".into(), format!("{root}/pgdata")),
+                ("service.log_file".into(), format!("{root}/pg.log")),
+            ])
+            .expect("config");
+        let engine = Engine::new(std::sync::Arc::new(config)).expect("engine");
+        let journal = engine.state_dir().journal();
+        // A crash right after Journal::create: an empty file, and an in-progress refusal.
+        drop(Journal::create(engine.state_dir(), "r1").expect("create"));
+        assert!(matches!(
+            engine.refuse_if_in_progress(),
+            Err(RestoreError::InProgress { .. })
+        ));
+        assert_eq!(engine.resume().await.expect("resumes"), None);
+        assert!(!journal.exists());
+        engine
+            .refuse_if_in_progress()
+            .expect("nothing in progress any more");
+    }
 }
