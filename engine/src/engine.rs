@@ -32,13 +32,16 @@ struct Inner {
     reads: crate::overview::ReadCache,
 }
 
+/// How long a lock that looks taken is tried again before the answer is `Busy`.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The host-wide restore lock: an exclusive flock on [`StateDir::lock_file`].
 pub(crate) struct HostLock {
     _file: File,
 }
 
 impl HostLock {
-    fn acquire(state_dir: &StateDir) -> Result<Self, RestoreError> {
+    async fn acquire(state_dir: &StateDir) -> Result<Self, RestoreError> {
         let path = state_dir.lock_file();
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -50,13 +53,25 @@ impl HostLock {
                 what: format!("cannot open the restore lock {}", path.display()),
                 source,
             })?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(RestoreError::Busy),
-            Err(e) => Err(RestoreError::Io {
-                what: format!("cannot lock {}", path.display()),
-                source: e.into(),
-            }),
+        // A child this process forks (pg_waldump for the dashboard, barman) holds a copy of
+        // the lock's file until it execs, and with it the lock: a lock just released can look
+        // taken for a moment. A real holder (another barkeep working on a restore) holds it for
+        // minutes, so a short wait tells the two apart.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => return Err(RestoreError::Busy),
+                Err(e) => {
+                    return Err(RestoreError::Io {
+                        what: format!("cannot lock {}", path.display()),
+                        source: e.into(),
+                    })
+                }
+            }
         }
     }
 }
@@ -169,7 +184,7 @@ impl Engine {
             .running
             .try_lock()
             .map_err(|_| RestoreError::Busy)?;
-        let lock = HostLock::acquire(self.state_dir())?;
+        let lock = HostLock::acquire(self.state_dir()).await?;
         Ok((guard, lock))
     }
 }
