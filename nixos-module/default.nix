@@ -231,9 +231,13 @@ in
       default = null;
       example = "/run/secrets/barkeep-users";
       description = ''
-        File of `user:password-hash` lines for the web login, outside the Nix store (a path
-        given as a string, so that it is not copied into the world-readable store). It must be
-        readable by the `postgres` user. Required when
+        The users of the web app: `name:role:argon2id-hash` lines (roles `viewer` and
+        `operator`), outside the Nix store (a path given as a string, so that it is not copied
+        into the world-readable store), readable by the `postgres` user. When null, barkeep
+        uses `<stateDir>/users`. Create and change users with
+        `sudo -u postgres barkeep --config /etc/barkeep/barkeep.toml user add NAME --role operator`
+        (the password is asked for, or read from stdin; never from the command line). Every page
+        needs a signed-in user, on loopback too. Required when
         [](#opt-services.barkeep.listenAddress) is not a loopback address.
       '';
     };

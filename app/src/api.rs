@@ -1,10 +1,11 @@
 //! Server functions: each one is a thin call into the engine's facade (`Engine::overview`,
-//! `Engine::postgres_check`). Failures reach the browser as an [`AppError`]: words, no paths;
-//! the details go to barkeep's log.
+//! `Engine::postgres_check`, the actions). Each first asks who is calling ([`signed_in`], and
+//! [`operator`] for anything that acts); every action goes to the audit log. Failures reach
+//! the browser as an [`AppError`]: words; the details go to barkeep's log.
 
 use leptos::prelude::*;
 
-use crate::model::{AppError, DashboardView, PostgresView};
+use crate::model::{ActionDone, AppError, DashboardView, Identity, PostgresView};
 
 /// What the server functions get from the server binary (provided as Leptos context).
 #[cfg(feature = "ssr")]
@@ -21,9 +22,108 @@ fn server_context() -> Result<ServerContext, AppError> {
     })
 }
 
+/// Who sent a request: the server's sign-in layer puts it on every signed-in request.
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    /// The client's address, for the audit log.
+    pub from: std::net::IpAddr,
+}
+
+/// The signed-in person. Every server function asks first (the layer already refused a
+/// request without a session: this is the second lock, and where the role comes from).
+#[cfg(feature = "ssr")]
+fn signed_in() -> Result<Caller, AppError> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>().cloned())
+        .ok_or(AppError::SignInRequired)
+}
+
+/// The signed-in person, if an operator: everything that acts asks this.
+#[cfg(feature = "ssr")]
+fn operator() -> Result<Caller, AppError> {
+    let caller = signed_in()?;
+    if caller.identity.role != crate::model::Role::Operator {
+        return Err(AppError::OperatorOnly);
+    }
+    Ok(caller)
+}
+
+/// Writes one line to the audit log (a failure to write it is logged, and the action's answer
+/// still reaches the person).
+#[cfg(feature = "ssr")]
+async fn audit(ctx: &ServerContext, caller: &Caller, what: &str, outcome: String) {
+    let entry = engine::audit::AuditEntry {
+        at: chrono::Utc::now(),
+        who: caller.identity.name.clone(),
+        from: caller.from.to_string(),
+        what: what.to_owned(),
+        target: None,
+        outcome,
+    };
+    let log = engine::audit::AuditLog::new(ctx.engine.state_dir());
+    match tokio::task::spawn_blocking(move || log.append(&entry)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+        Err(e) => tracing::error!(error = %e, "the audit log writer stopped"),
+    }
+}
+
+/// An action on the live server, audited; the engine's refusal or failure in its own words.
+#[cfg(feature = "ssr")]
+async fn act(
+    what: &'static str,
+    run: impl AsyncFnOnce(
+        &engine::Engine,
+    ) -> Result<engine::barman::CommandOutput, engine::restore::RestoreError>,
+) -> Result<ActionDone, AppError> {
+    use engine::restore::RestoreError;
+    let caller = operator()?;
+    let ctx = server_context()?;
+    let result = run(&ctx.engine).await;
+    let outcome = match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("failed: {e}"),
+    };
+    audit(&ctx, &caller, what, outcome).await;
+    match result {
+        Ok(out) => Ok(ActionDone {
+            at: chrono::Utc::now(),
+            message: format!("done in {:.1} s", out.elapsed_ms as f64 / 1000.0),
+        }),
+        Err(e @ (RestoreError::Busy | RestoreError::DuringRestore { .. })) => {
+            Err(AppError::Refused(e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(action = what, error = %e, "an action failed");
+            Err(AppError::ActionFailed(e.to_string()))
+        }
+    }
+}
+
+/// Who is signed in.
+#[server]
+pub async fn whoami() -> Result<Identity, AppError> {
+    signed_in().map(|c| c.identity)
+}
+
+/// Closes the current WAL segment and waits until Barman has archived it (operators).
+#[server]
+pub async fn switch_wal() -> Result<ActionDone, AppError> {
+    act("switch_wal", async |engine| engine.switch_wal_now().await).await
+}
+
+/// Takes a new base backup now and waits for it (operators).
+#[server]
+pub async fn backup_now() -> Result<ActionDone, AppError> {
+    act("backup", async |engine| engine.backup_now().await).await
+}
+
 /// Asks PostgreSQL how it is, now.
 #[server]
 pub async fn postgres_status() -> Result<PostgresView, AppError> {
+    signed_in()?;
     let ctx = server_context()?;
     Ok(views::postgres(ctx.engine.postgres_check().await))
 }
@@ -32,6 +132,7 @@ pub async fn postgres_status() -> Result<PostgresView, AppError> {
 /// with the recovery window.
 #[server]
 pub async fn overview() -> Result<DashboardView, AppError> {
+    signed_in()?;
     let ctx = server_context()?;
     let overview = ctx.engine.overview().await;
     Ok(DashboardView {

@@ -42,10 +42,12 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"barkeep"</a>
                 <span class="tagline">"point-in-time recovery for PostgreSQL"</span>
+                <pages::Account/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=pages::Dashboard/>
+                    <Route path=StaticSegment("signin") view=pages::SignIn/>
                 </Routes>
             </main>
         </Router>

@@ -17,6 +17,18 @@ pub enum AppError {
     /// Barman's catalog could not be read (503: it may work again in a moment).
     #[error("Barman's catalog cannot be read right now; barkeep's log says why")]
     CatalogUnreadable,
+    /// No session (401).
+    #[error("please sign in")]
+    SignInRequired,
+    /// Signed in, but this needs an operator (403).
+    #[error("this needs an operator; you are signed in as a viewer")]
+    OperatorOnly,
+    /// Refused as things stand (409): another action or a restore is running; the words say.
+    #[error("{0}")]
+    Refused(String),
+    /// The action ran and failed (502): the engine's words.
+    #[error("{0}")]
+    ActionFailed(String),
     /// Anything else on the server (500).
     #[error("barkeep hit an internal problem; its log says what")]
     Internal,
@@ -34,6 +46,10 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => 400,
             AppError::CatalogUnreadable => 503,
+            AppError::SignInRequired => 401,
+            AppError::OperatorOnly => 403,
+            AppError::Refused(_) => 409,
+            AppError::ActionFailed(_) => 502,
             AppError::Internal | AppError::Unreachable(_) | AppError::BadResponse(_) => 500,
         }
     }
@@ -61,6 +77,30 @@ impl FromServerFnError for AppError {
             | ServerFnErrorErr::Response(_) => AppError::Internal,
         }
     }
+}
+
+/// What a signed-in person may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The dashboard and the history.
+    Viewer,
+    /// Also restores and actions.
+    Operator,
+}
+
+/// The person a request comes from (the server puts it on every signed-in request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+}
+
+/// An action that finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionDone {
+    pub at: DateTime<Utc>,
+    pub message: String,
 }
 
 /// The dashboard in one answer.

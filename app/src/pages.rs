@@ -2,16 +2,30 @@
 
 use leptos::prelude::*;
 
-use crate::api::{overview, PostgresStatus};
-use crate::model::{CatalogView, PostgresState, PostgresView};
+use leptos_router::hooks::use_query_map;
+
+use crate::api::{overview, whoami, BackupNow, PostgresStatus, SwitchWal};
+use crate::model::{ActionDone, AppError, CatalogView, PostgresState, PostgresView, Role};
 
 /// The dashboard: PostgreSQL and Barman's catalog (backups, recovery window, WAL), read live.
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let refresh = ServerAction::<PostgresStatus>::new();
+    let switch_wal = ServerAction::<SwitchWal>::new();
+    let backup = ServerAction::<BackupNow>::new();
     // One call for the whole page (the engine's overview), loaded during server rendering and
-    // re-run whenever the button's action finishes.
-    let dashboard = Resource::new(move || refresh.version().get(), |_| overview());
+    // re-run whenever a button's action finishes.
+    let dashboard = Resource::new(
+        move || {
+            (
+                refresh.version().get(),
+                switch_wal.version().get(),
+                backup.version().get(),
+            )
+        },
+        |_| overview(),
+    );
+    let me = Resource::new(|| (), |_| whoami());
 
     view! {
         <section class="card" id="postgres">
@@ -47,6 +61,137 @@ pub fn Dashboard() -> impl IntoView {
                 </ErrorBoundary>
             </Transition>
         </section>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                me.await
+                    .ok()
+                    .filter(|who| who.role == Role::Operator)
+                    .map(|_| actions_card(switch_wal, backup))
+            })}
+        </Transition>
+    }
+}
+
+/// The operator's actions on the live server, each with what it does.
+fn actions_card(
+    switch_wal: ServerAction<SwitchWal>,
+    backup: ServerAction<BackupNow>,
+) -> impl IntoView {
+    let words = |r: Option<Result<ActionDone, AppError>>| {
+        r.map(|r| match r {
+            Ok(done) => format!(
+                "Done at {} UTC, {}",
+                done.at.format("%H:%M:%S"),
+                done.message
+            ),
+            Err(e) => e.to_string(),
+        })
+    };
+    view! {
+        <section class="card" id="actions">
+            <h2>"Actions"</h2>
+            <div class="action">
+                <button
+                    id="switch-wal"
+                    on:click=move |_| { switch_wal.dispatch(SwitchWal {}); }
+                    disabled=move || switch_wal.pending().get()
+                >
+                    "Switch WAL now"
+                </button>
+                <p class="muted">
+                    "Closes the current WAL segment and waits until Barman has it: the last \
+                     transactions become restorable now instead of within archive_timeout."
+                </p>
+                <p id="switch-wal-result" role="status">{move || words(switch_wal.value().get())}</p>
+            </div>
+            <div class="action">
+                <button
+                    id="backup-now"
+                    on:click=move |_| { backup.dispatch(BackupNow {}); }
+                    disabled=move || backup.pending().get()
+                >
+                    "Back up now"
+                </button>
+                <p class="muted">
+                    "Takes a new base backup with Barman and waits for it (minutes for a large \
+                     database). Refused while a restore is open."
+                </p>
+                <p id="backup-result" role="status">{move || words(backup.value().get())}</p>
+            </div>
+        </section>
+    }
+}
+
+/// The sign-in page: a plain form (it works before the wasm has loaded, and without it).
+#[component]
+pub fn SignIn() -> impl IntoView {
+    let query = use_query_map();
+    let problem = move || {
+        let q = query.read();
+        if q.get("failed").is_some() {
+            Some("That name and password do not match a user of barkeep.")
+        } else if q.get("problem").is_some() {
+            Some(
+                "barkeep cannot read its users file. Whoever runs barkeep creates a user with \
+                 `barkeep user add NAME --role operator`.",
+            )
+        } else {
+            None
+        }
+    };
+    view! {
+        <section class="card signin" id="signin">
+            <h2>"Sign in"</h2>
+            {move || problem().map(|p| view! { <p class="error" role="alert">{p}</p> })}
+            <form method="post" action="/auth/signin">
+                <label for="name">"Name"</label>
+                <input
+                    id="name"
+                    name="name"
+                    type="text"
+                    autocomplete="username"
+                    required
+                    maxlength="64"
+                    autofocus
+                />
+                <label for="password">"Password"</label>
+                <input
+                    id="password"
+                    name="password"
+                    type="password"
+                    autocomplete="current-password"
+                    required
+                    maxlength="1024"
+                />
+                <button type="submit">"Sign in"</button>
+            </form>
+        </section>
+    }
+}
+
+/// Who is signed in, and the way out; nothing on the sign-in page.
+#[component]
+pub fn Account() -> impl IntoView {
+    let me = Resource::new(|| (), |_| whoami());
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                me.await
+                    .ok()
+                    .map(|who| {
+                        let role = match who.role {
+                            Role::Operator => "operator",
+                            Role::Viewer => "viewer",
+                        };
+                        view! {
+                            <form class="account" method="post" action="/auth/signout">
+                                <span id="signed-in-as">{format!("{} ({role})", who.name)}</span>
+                                <button type="submit">"Sign out"</button>
+                            </form>
+                        }
+                    })
+            })}
+        </Transition>
     }
 }
 

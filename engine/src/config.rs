@@ -33,9 +33,13 @@ pub struct Config {
     /// barkeep's own state: the restore journal, the host-wide lock, pre-restore data dirs.
     /// Must be on the same filesystem as the data directory (set-aside is a rename).
     pub state_dir: PathBuf,
-    /// File of `user:argon2-or-other-hash` lines (outside the Nix store). Optional until auth lands.
+    /// The users file (`name:role:argon2id-hash` lines, written by `barkeep user add`; outside
+    /// the Nix store). Default: `<state_dir>/users`.
     #[serde(default)]
     pub users_file: Option<PathBuf>,
+    /// Mark the session cookie Secure: set it when barkeep is reached over TLS (a proxy).
+    #[serde(default)]
+    pub secure_cookie: bool,
     pub postgres: PostgresConfig,
     pub barman: BarmanConfig,
     pub service: ServiceConfig,
@@ -171,6 +175,13 @@ impl Config {
         self.barman.home.join(&self.barman.server)
     }
 
+    /// The users file: `users_file`, else `<state_dir>/users`.
+    pub fn users_file(&self) -> PathBuf {
+        self.users_file
+            .clone()
+            .unwrap_or_else(|| self.state().users())
+    }
+
     /// The paths under `state_dir`.
     pub fn state(&self) -> crate::state_dir::StateDir {
         crate::state_dir::StateDir::new(&self.state_dir)
@@ -185,6 +196,7 @@ impl Config {
             listen: default_listen(),
             state_dir: "/var/lib/barkeep".into(),
             users_file: None,
+            secure_cookie: false,
             postgres: PostgresConfig {
                 data_dir: "/var/lib/postgresql/14".into(),
                 bin_dir: "/run/current-system/sw/bin".into(),

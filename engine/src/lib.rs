@@ -3,6 +3,7 @@
 //! knows nothing of them.
 
 pub mod admin;
+pub mod audit;
 pub mod barman;
 pub mod catalog;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod restore;
 pub mod service;
 pub mod state_dir;
 pub mod target;
+pub mod users;
 pub mod validate;
 pub mod wal;
 pub mod waldump;

@@ -11,6 +11,8 @@
 //!   discard-<id>/                a restored copy being deleted by a rollback (gone when done)
 //!   postgresql-start-blocked     while present, the NixOS unit refuses to start PostgreSQL
 //!                                (no initdb of the emptied data directory, no Restart= loop)
+//!   audit.log                    who signed in and did what, one JSON line each
+//!   users                        the users file when `users_file` is not set (`barkeep user add`)
 //!   initdb-guard                 written by the NixOS module once barkeep protects a cluster:
 //!                                from then on an empty data directory is never initdb'ed
 //! ```
@@ -82,6 +84,16 @@ impl StateDir {
         self.root.join(format!("discard-{restore_id}"))
     }
 
+    /// The users file unless barkeep.toml names another (`users`).
+    pub fn users(&self) -> PathBuf {
+        self.root.join("users")
+    }
+
+    /// The audit log (`audit`).
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit.log")
+    }
+
     /// See [`START_BLOCKER`].
     pub fn start_blocker(&self) -> PathBuf {
         self.root.join(START_BLOCKER)
@@ -110,6 +122,8 @@ mod tests {
             s.discard(id),
             s.start_blocker(),
             s.initdb_guard(),
+            s.audit_log(),
+            s.users(),
         ] {
             assert!(p.starts_with(s.root()), "{}", p.display());
             assert_ne!(p, s.root().to_path_buf());

@@ -137,7 +137,7 @@ fn verify_queries_cannot_move_the_restore_or_reach_files_and_programs() {
 
     // No backup while a restore is open: Barman would back up the restored copy.
     let e = rt.block_on(engine.backup_now()).expect_err("refused");
-    assert!(matches!(e, RestoreError::BackupDuringRestore(_)), "{e}");
+    assert!(matches!(e, RestoreError::DuringRestore { .. }), "{e}");
     still_paused_at_target(&sb, "backup refused");
 
     // After the restore: no query at all, on the live primary.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod auth;
 mod cli;
 mod web;
 
@@ -38,6 +39,31 @@ enum Command {
     /// Point-in-time restore from the command line.
     #[command(subcommand)]
     Restore(cli::RestoreCommand),
+    /// The people who may sign in to the web app.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Every path the web server answers (pages, server functions, forms), as JSON: what the
+    /// access tests walk, so that a new one cannot be left out.
+    Routes,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or give an existing one a new role and password. The password is read from
+    /// a prompt (twice) at a terminal, else from the first line of stdin; never from argv.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    /// The dashboard and the history.
+    Viewer,
+    /// Also restores and actions.
+    Operator,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +125,27 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config.to_toml());
             Ok(())
         }
+        Command::User(UserCommand::Add { name, role }) => {
+            let config = engine::Config::load(&cli.config)?;
+            let role = match role {
+                RoleArg::Viewer => engine::users::Role::Viewer,
+                RoleArg::Operator => engine::users::Role::Operator,
+            };
+            let password = read_password()?;
+            let path = config.users_file();
+            engine::users::Users::add(&path, &name, role, &password)?;
+            eprintln!(
+                "{name} ({}) can sign in; users file {}",
+                role.name(),
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Routes => {
+            let table = runtime()?.block_on(async { web::route_table() });
+            println!("{}", serde_json::to_string_pretty(&table)?);
+            Ok(())
+        }
         Command::Serve => {
             let engine = engine::Engine::new(Arc::new(engine::Config::load(&cli.config)?))?;
             runtime()?.block_on(web::serve(engine))
@@ -107,6 +154,26 @@ fn main() -> anyhow::Result<()> {
             let engine = engine::Engine::new(Arc::new(engine::Config::load(&cli.config)?))?;
             runtime()?.block_on(cli::run(engine, command))
         }
+    }
+}
+
+/// A password from a prompt (asked twice) at a terminal, else the first line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was changed"
+        );
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
     }
 }
 

@@ -13,6 +13,10 @@
 //!   the others wait for a slot within their request timeout;
 //! - a server function's error answers with the status its [`AppError`] names (a client error is
 //!   a 4xx with a sentence, never a 500 with internal text).
+//!
+//! Who may use it (sessions, sign-in, same-origin checks) is in [`crate::auth`]; every answer
+//! carries nosniff, no-referrer, frame denial and a Content-Security-Policy (pages: scripts only
+//! from barkeep itself or with the nonce Leptos puts on its hydration script, no inline styles).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,9 +27,11 @@ use app::api::ServerContext;
 use app::model::AppError;
 use app::{shell, App};
 use axum::body::Body;
+use axum::extract::Extension;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -34,10 +40,14 @@ use hyper_util::service::TowerToHyperService;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+use crate::auth::{self, Auth, ClientAddr};
 
 /// A client must send a request's whole head within this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,13 +106,31 @@ pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
     let addr = engine.config().listen;
     leptos_options.site_addr = addr;
 
+    let users_file = engine.config().users_file();
+    if !users_file.exists() {
+        tracing::warn!(
+            path = %users_file.display(),
+            "there is no users file, so nobody can sign in: create one with `barkeep user add NAME --role operator`"
+        );
+    }
+    let auth = Arc::new(Auth::new(
+        users_file,
+        engine::audit::AuditLog::new(engine.state_dir()),
+    ));
+    let secure_cookie = engine.config().secure_cookie;
     let context = ServerContext { engine };
     let routes = generate_route_list(App);
     let router = Router::new()
+        .route(auth::SIGN_IN_FORM, post(auth::sign_in))
+        .route(auth::SIGN_OUT_FORM, post(auth::sign_out))
+        .route("/healthz", get(|| async { "ok" }))
         .leptos_routes_with_context(
             &leptos_options,
             routes,
-            move || provide_context(context.clone()),
+            move || {
+                provide_context(context.clone());
+                page_security_policy();
+            },
             {
                 let leptos_options = leptos_options.clone();
                 move || shell(leptos_options.clone())
@@ -110,6 +138,7 @@ pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options);
+    let router = guarded(router, auth, secure_cookie);
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -117,6 +146,66 @@ pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
     tracing::info!("barkeep listening on http://{addr}");
     serve_with(listener, router, Limits::default(), shutdown_signal()).await;
     Ok(())
+}
+
+/// What the router answers, read from the same sources it is built from: the Leptos pages,
+/// the registered server functions, and the routes of this module.
+pub fn route_table() -> serde_json::Value {
+    let pages: Vec<String> = generate_route_list(App)
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
+    let mut server_functions: Vec<serde_json::Value> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, method)| serde_json::json!({ "path": path, "method": method.as_str() }))
+        .collect();
+    server_functions.sort_by_key(|v| v["path"].as_str().map(str::to_owned));
+    serde_json::json!({
+        "pages": pages,
+        "server_functions": server_functions,
+        "forms": [auth::SIGN_IN_FORM, auth::SIGN_OUT_FORM],
+        "public": ["/healthz"],
+    })
+}
+
+/// `router` behind sign-in ([`crate::auth`]) and the security headers. Outermost last: the
+/// headers, the same-origin check, the session, then who is signed in.
+pub fn guarded(router: Router, auth: Arc<Auth>, secure_cookie: bool) -> Router {
+    let header =
+        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    router
+        .layer(axum::middleware::from_fn(auth::require_signed_in))
+        .layer(Extension(auth))
+        .layer(auth::session_layer(secure_cookie))
+        .layer(axum::middleware::from_fn(auth::same_origin_only))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        // Pages set their own (with the nonce); everything else runs nothing.
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+}
+
+/// A page's Content-Security-Policy: scripts from barkeep itself or carrying this response's
+/// nonce (Leptos puts it on its hydration script), the wasm compiled, styles only from the
+/// stylesheet, no frames, forms only to barkeep.
+fn page_security_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    );
+    match HeaderValue::from_str(&policy) {
+        Ok(v) => response.insert_header(header::CONTENT_SECURITY_POLICY, v),
+        Err(e) => tracing::error!(error = %e, "cannot build the Content-Security-Policy"),
+    }
 }
 
 /// `router` behind the bounds of this module (see its documentation).
@@ -174,7 +263,13 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Who is asking, for the sign-in rate limit and the audit log.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer));
+                req
+            },
+        ));
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {

@@ -53,8 +53,8 @@ pub enum RestoreError {
     VerifyRole { role: String, why: String },
     #[error("{} cannot be set aside by a rename: {why}; nothing was changed", dir.display())]
     NotRenamable { dir: PathBuf, why: String },
-    #[error("a restore is open ({0}): finish it (accept or roll back) before taking a backup, or Barman would back up the restored copy")]
-    BackupDuringRestore(String),
+    #[error("a restore is open ({id}): finish it (accept or roll back) before {action}, or it would act on the restored copy")]
+    DuringRestore { id: String, action: &'static str },
     #[error("this needs a restore paused at its target, but the restore is {0}")]
     NotPaused(String),
     #[error(

@@ -188,13 +188,27 @@ impl Engine {
     /// A new base backup (`barman backup --wait`), e.g. right after an accepted restore.
     pub async fn backup_now(&self) -> Result<crate::barman::CommandOutput, RestoreError> {
         let _lock = self.exclusive().await?;
+        self.refuse_during_restore("taking a backup")?;
+        Ok(self.barman().backup().await?)
+    }
+
+    /// The current WAL segment closed and archived into Barman now
+    /// (`barman switch-wal --force --archive`), instead of within archive_timeout.
+    pub async fn switch_wal_now(&self) -> Result<crate::barman::CommandOutput, RestoreError> {
+        let _lock = self.exclusive().await?;
+        self.refuse_during_restore("switching WAL")?;
+        Ok(self.barman().switch_wal_archive().await?)
+    }
+
+    /// Actions on the live server wait for the open restore to end.
+    fn refuse_during_restore(&self, action: &'static str) -> Result<(), RestoreError> {
         if let Some(entries) = journal::read(&self.state_dir().journal())? {
             let id = RestoreStatus::from_entries(&entries)
                 .map(|s| s.restore_id)
                 .unwrap_or_else(|| "unknown".into());
-            return Err(RestoreError::BackupDuringRestore(id));
+            return Err(RestoreError::DuringRestore { id, action });
         }
-        Ok(self.barman().backup().await?)
+        Ok(())
     }
 
     /// Removes a kept pre-restore directory, once the person has decided it can go.
@@ -357,6 +371,7 @@ fn operations_are_send(e: &Engine, t: TargetTime) {
     send(e.rollback());
     send(e.resume());
     send(e.backup_now());
+    send(e.switch_wal_now());
     send(e.discard_pre_restore("r1"));
     send(e.query("SELECT 1", 1));
 }

@@ -182,6 +182,13 @@ impl Sandbox {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("barkeep.toml")
     }
+    /// The operator `up` created for the web app: (name, password).
+    pub fn operator(&self) -> (String, String) {
+        let path = self.dir.join("operator-password");
+        let password = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        ("operator".to_owned(), password.trim_end().to_owned())
+    }
     /// PostgreSQL's TCP port (on localhost) and socket port.
     pub fn pg_port(&self) -> u16 {
         self.pg_port

@@ -7,7 +7,11 @@
 //! Needs `scripts/sandbox install` (root), chromium + chromium-driver, and the release build
 //! (`cargo leptos build --release`: `$CARGO_TARGET_DIR/release/barkeep` and `<repo>/target/site`).
 //! Run as the unprivileged user: `runuser -u barkeep -- <this test binary>`.
-//! `BARKEEP_SCREENSHOT_DIR=<dir>` saves the page as `<dir>/dashboard.png` (also when it fails).
+//! `BARKEEP_SCREENSHOT_DIR=<dir>` saves the pages as `<dir>/signin.png` and `<dir>/dashboard.png`
+//! (also when it fails).
+//!
+//! Before the dashboard: barkeep sends a browser without a session to the sign-in page, refuses
+//! a wrong password in words, and lets the sandbox's operator in.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +29,7 @@ fn dashboard_shows_live_postgres_and_hydrates() {
     let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
     let url = sb.http_url();
     let pg_version = sb.psql("SHOW server_version");
+    let operator = sb.operator();
     assert!(
         pg_version.starts_with("14."),
         "server_version = {pg_version:?}"
@@ -41,16 +46,18 @@ fn dashboard_shows_live_postgres_and_hydrates() {
             .connect(&driver.url())
             .await
             .map_err(|e| format!("no WebDriver session from {}: {e}", driver.url()))?;
-        let checked =
-            match tokio::time::timeout(BROWSER_BUDGET, check_dashboard(&client, &url, &pg_version))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "the browser checks took more than {} s",
-                    BROWSER_BUDGET.as_secs()
-                )),
-            };
+        let checked = match tokio::time::timeout(BROWSER_BUDGET, async {
+            sign_in(&client, &url, &operator).await?;
+            check_dashboard(&client, &url, &pg_version).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the browser checks took more than {} s",
+                BROWSER_BUDGET.as_secs()
+            )),
+        };
         let shot = match tokio::time::timeout(Duration::from_secs(30), screenshot(&client)).await {
             Ok(r) => r,
             Err(_) => Err("the screenshot took more than 30 s".to_owned()),
@@ -74,6 +81,74 @@ fn dashboard_shows_live_postgres_and_hydrates() {
         "[browser] dashboard rendered and hydrated; {:.1} s in all",
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// Without a session the dashboard sends the browser to the sign-in page; a wrong password is
+/// refused in words; the operator's password signs in and lands on the dashboard.
+async fn sign_in(
+    client: &Client,
+    url: &str,
+    (name, password): &(String, String),
+) -> Result<(), String> {
+    client
+        .goto(url)
+        .await
+        .map_err(|e| format!("cannot load {url}: {e}"))?;
+    let form = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("form[action='/auth/signin']"))
+        .await
+        .map_err(|e| format!("{url} without a session did not lead to the sign-in form ({e})"))?;
+    let here = client.current_url().await.map_err(|e| e.to_string())?;
+    if here.path() != "/signin" {
+        return Err(format!("the sign-in form is at {here}, not /signin"));
+    }
+    let submit = |password: String| async move {
+        let form = client
+            .form(Locator::Css("form[action='/auth/signin']"))
+            .await
+            .map_err(|e| format!("no sign-in form: {e}"))?;
+        form.set_by_name("name", name)
+            .await
+            .map_err(|e| format!("cannot type the name: {e}"))?
+            .set_by_name("password", &password)
+            .await
+            .map_err(|e| format!("cannot type the password: {e}"))?
+            .submit()
+            .await
+            .map_err(|e| format!("cannot submit the sign-in form: {e}"))
+    };
+    drop(form);
+    submit(format!("{password}-wrong")).await?;
+    let refusal = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#signin [role='alert']"))
+        .await
+        .map_err(|e| format!("a wrong password was not refused in words ({e})"))?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !refusal.contains("do not match") {
+        return Err(format!("a wrong password got {refusal:?}"));
+    }
+    save_screenshot(client, "signin.png").await?;
+    submit(password.clone()).await?;
+    let who = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Id("signed-in-as"))
+        .await
+        .map_err(|e| format!("the operator's password did not sign in ({e})"))?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if who.trim() != format!("{name} (operator)") {
+        return Err(format!("signed in as {who:?}"));
+    }
+    eprintln!("[browser] a wrong password was refused ({refusal:?}); signed in as {who:?}");
+    Ok(())
 }
 
 /// The page: "barkeep", the live version in #pg-version, then hydration via #refresh-postgres.
@@ -246,6 +321,11 @@ async fn diagnose(client: &Client) -> String {
 
 /// `$BARKEEP_SCREENSHOT_DIR/dashboard.png`, when that variable is set.
 async fn screenshot(client: &Client) -> Result<(), String> {
+    save_screenshot(client, "dashboard.png").await
+}
+
+/// The page as it is now, as `$BARKEEP_SCREENSHOT_DIR/<name>` (nothing when that is unset).
+async fn save_screenshot(client: &Client, name: &str) -> Result<(), String> {
     let Some(dir) = std::env::var_os("BARKEEP_SCREENSHOT_DIR") else {
         return Ok(());
     };
@@ -255,7 +335,7 @@ async fn screenshot(client: &Client) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot take a screenshot: {e}"))?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("dashboard.png");
+    let path = dir.join(name);
     std::fs::write(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!(
         "[browser] screenshot: {} ({} bytes)",

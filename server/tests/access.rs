@@ -1,0 +1,318 @@
+//! Who may use barkeep over HTTP, against the real server on the sandbox stack. The paths come
+//! from `barkeep routes`, built from the same sources as the router (the Leptos pages and the
+//! registered server functions), so a new page or server function is covered without editing
+//! this test:
+//! - without a session every page and server function answers 401;
+//! - an operator reaches them all; a viewer gets 403 from every server function that is not one
+//!   of the few read-only ones listed here;
+//! - a request that changes something from another site is refused (403);
+//! - pages carry a Content-Security-Policy with a nonce and the other security headers;
+//! - sign-out ends the session; sign-in is rate-limited (429); the audit log has it all.
+//!
+//! Run as the unprivileged user after `scripts/sandbox install` and the release build.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use barkeep_testkit::{tail_of, Sandbox, SandboxOptions};
+
+/// Server functions a viewer may call: they read and change nothing.
+const READ_ONLY: [&str; 3] = ["whoami", "overview", "postgres_status"];
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection, the whole answer read.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to barkeep");
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// Signs in and returns the `Cookie` header value of the session.
+fn sign_in(port: u16, name: &str, password: &str) -> String {
+    let a = http(
+        port,
+        "POST",
+        "/auth/signin",
+        &[FORM],
+        &format!("name={name}&password={password}"),
+    );
+    assert_eq!(a.status, 303, "sign-in of {name}: {}\n{}", a.head, a.body);
+    assert_eq!(a.header("location").as_deref(), Some("/"), "{}", a.head);
+    let cookie = a
+        .header("set-cookie")
+        .unwrap_or_else(|| panic!("no session cookie: {}", a.head));
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "the cookie lacks {attr}: {cookie}");
+    }
+    cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .trim()
+        .to_owned()
+}
+
+fn barkeep(sb: &Sandbox) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_barkeep"));
+    c.arg("--config").arg(sb.config_path());
+    c
+}
+
+#[test]
+fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator() {
+    let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
+    let port = sb.http_port().expect("barkeep runs");
+    let out = barkeep(&sb).arg("routes").output().expect("barkeep routes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let routes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let pages: Vec<String> = routes["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect();
+    let server_fns: Vec<(String, String)> = routes["server_functions"]
+        .as_array()
+        .expect("server functions")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().expect("path").to_owned(),
+                f["method"].as_str().expect("method").to_owned(),
+            )
+        })
+        .collect();
+    assert!(pages.contains(&"/".to_owned()) && pages.contains(&"/signin".to_owned()));
+    assert!(server_fns.len() >= 5, "{server_fns:?}");
+    let is_read_only = |path: &str| {
+        READ_ONLY
+            .iter()
+            .any(|name| path.trim_start_matches("/api/").starts_with(name))
+    };
+
+    // Nobody signed in: only the sign-in page (and health, the bundle) answer.
+    for page in pages.iter().filter(|p| *p != "/signin") {
+        let a = http(port, "GET", page, &[], "");
+        assert_eq!(a.status, 401, "GET {page} without a session: {}", a.head);
+        assert!(a.body.contains("/signin"), "{}", a.body);
+    }
+    for (path, method) in &server_fns {
+        let a = http(port, method, path, &[FORM], "");
+        assert_eq!(
+            a.status, 401,
+            "{method} {path} without a session: {}",
+            a.head
+        );
+        assert!(a.body.contains("SignInRequired"), "{}", a.body);
+    }
+    assert_eq!(http(port, "GET", "/healthz", &[], "").status, 200);
+    let signin = http(port, "GET", "/signin", &[], "");
+    assert_eq!(signin.status, 200);
+    let csp = signin
+        .header("content-security-policy")
+        .expect("a page carries a CSP");
+    assert!(
+        csp.contains("script-src 'self' 'nonce-")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("a nonce");
+    assert!(
+        signin.body.contains(&format!("nonce=\"{nonce}\"")),
+        "the page's scripts do not carry the header's nonce"
+    );
+    assert_eq!(
+        signin.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        signin.header("referrer-policy").as_deref(),
+        Some("no-referrer")
+    );
+
+    // The operator reaches everything; an action runs for real and is audited.
+    let (name, password) = sb.operator();
+    let operator = sign_in(port, &name, &password);
+    let cookie = ("Cookie", operator.as_str());
+    for page in &pages {
+        let a = http(port, "GET", page, &[cookie], "");
+        assert_eq!(a.status, 200, "GET {page} as the operator: {}", a.head);
+    }
+    for (path, method) in server_fns.iter().filter(|(p, _)| is_read_only(p)) {
+        let a = http(port, method, path, &[FORM, cookie], "");
+        assert_eq!(
+            a.status, 200,
+            "{method} {path} as the operator: {}\n{}",
+            a.head, a.body
+        );
+    }
+    let switch = server_fns
+        .iter()
+        .find(|(p, _)| p.trim_start_matches("/api/").starts_with("switch_wal"))
+        .expect("a switch_wal server function");
+    let before = sb.archived_wal().len();
+    let a = http(port, &switch.1, &switch.0, &[FORM, cookie], "");
+    assert_eq!(
+        a.status, 200,
+        "switch_wal as the operator: {}\n{}",
+        a.head, a.body
+    );
+    assert!(
+        sb.archived_wal().len() > before,
+        "switch_wal archived nothing"
+    );
+
+    // Another site cannot make the operator's browser act.
+    for evil in [
+        [("Origin", "null"), ("X-Nothing", "x")],
+        [
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        [("Origin", "http://evil.example"), ("X-Nothing", "x")],
+        [("Sec-Fetch-Site", "cross-site"), ("X-Nothing", "x")],
+    ] {
+        let mut headers = vec![FORM, cookie];
+        headers.extend(evil);
+        let a = http(port, &switch.1, &switch.0, &headers, "");
+        assert_eq!(a.status, 403, "a cross-site {evil:?} request: {}", a.head);
+    }
+
+    // A viewer sees, and every server function that is not read-only refuses them.
+    let mut add = barkeep(&sb)
+        .args(["user", "add", "viewer", "--role", "viewer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("barkeep user add");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a viewer's long password\n")
+        .expect("password");
+    let added = add.wait_with_output().expect("user add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let viewer = sign_in(port, "viewer", "a%20viewer%27s%20long%20password");
+    let cookie = ("Cookie", viewer.as_str());
+    for page in &pages {
+        assert_eq!(http(port, "GET", page, &[cookie], "").status, 200, "{page}");
+    }
+    let mut refused = 0;
+    for (path, method) in &server_fns {
+        let a = http(port, method, path, &[FORM, cookie], "");
+        if is_read_only(path) {
+            assert_eq!(a.status, 200, "{method} {path} as a viewer: {}", a.head);
+        } else {
+            assert_eq!(
+                a.status, 403,
+                "{method} {path} as a viewer: {}\n{}",
+                a.head, a.body
+            );
+            assert!(a.body.contains("OperatorOnly"), "{}", a.body);
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "no acting server function was checked");
+
+    // Sign-out ends the session for good.
+    let a = http(port, "POST", "/auth/signout", &[cookie], "");
+    assert_eq!(a.status, 303, "{}", a.head);
+    assert_eq!(http(port, "GET", "/", &[cookie], "").status, 401);
+
+    // Guessing passwords is slowed down: at most 10 tries a minute from one address.
+    let mut limited_after = None;
+    for i in 1..=12 {
+        let a = http(
+            port,
+            "POST",
+            "/auth/signin",
+            &[FORM],
+            "name=operator&password=guess",
+        );
+        match a.status {
+            303 => assert_eq!(a.header("location").as_deref(), Some("/signin?failed=1")),
+            429 => {
+                limited_after = Some(i);
+                break;
+            }
+            other => panic!("a wrong password answered {other}: {}", a.head),
+        }
+    }
+    assert!(
+        limited_after.is_some(),
+        "12 wrong passwords in a row were not rate-limited"
+    );
+
+    let audit = std::fs::read_to_string(sb.state_dir().join("audit.log")).expect("audit log");
+    for needle in [
+        r#""who":"operator","from":"127.0.0.1","what":"sign_in","#,
+        r#""who":"operator","from":"127.0.0.1","what":"switch_wal","#,
+        r#""who":"viewer","from":"127.0.0.1","what":"sign_out","#,
+        r#""outcome":"failed: wrong name or password""#,
+        r#""outcome":"refused: too many attempts""#,
+    ] {
+        assert!(
+            audit.contains(needle),
+            "the audit log lacks {needle}:\n{audit}\n--- barkeep log\n{}",
+            tail_of(&sb.barkeep_log(), 30)
+        );
+    }
+}
