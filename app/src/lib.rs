@@ -4,6 +4,7 @@
 pub mod api;
 pub mod model;
 mod pages;
+mod restore_page;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -42,12 +43,17 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"barkeep"</a>
                 <span class="tagline">"point-in-time recovery for PostgreSQL"</span>
+                <nav>
+                    <a href="/">"Dashboard"</a>
+                    <a href="/restore">"Restore"</a>
+                </nav>
                 <pages::Account/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=pages::Dashboard/>
                     <Route path=StaticSegment("signin") view=pages::SignIn/>
+                    <Route path=StaticSegment("restore") view=restore_page::RestorePage/>
                 </Routes>
             </main>
         </Router>

@@ -26,6 +26,10 @@ pub enum AppError {
     /// Refused as things stand (409): another action or a restore is running; the words say.
     #[error("{0}")]
     Refused(String),
+    /// Understood, but it cannot be done as asked (422): a target outside the window, a backup
+    /// that cannot serve it; the words say why.
+    #[error("{0}")]
+    Rejected(String),
     /// The action ran and failed (502): the engine's words.
     #[error("{0}")]
     ActionFailed(String),
@@ -49,6 +53,7 @@ impl AppError {
             AppError::SignInRequired => 401,
             AppError::OperatorOnly => 403,
             AppError::Refused(_) => 409,
+            AppError::Rejected(_) => 422,
             AppError::ActionFailed(_) => 502,
             AppError::Internal | AppError::Unreachable(_) | AppError::BadResponse(_) => 500,
         }
@@ -161,4 +166,57 @@ pub struct BackupRow {
     pub end: Option<DateTime<Utc>>,
     pub size_bytes: Option<u64>,
     pub timeline: Option<u32>,
+}
+
+/// A restore as the dry run plans it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanView {
+    /// The target, in UTC.
+    pub target: DateTime<Utc>,
+    pub backup_id: String,
+    pub backup_end: DateTime<Utc>,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    /// The steps that will run, in order, each with one sentence of what it does.
+    pub steps: Vec<(String, String)>,
+    pub server_was_running: bool,
+    pub needed_bytes: u64,
+    pub free_bytes: u64,
+    pub warnings: Vec<String>,
+    /// The name the operator types to confirm.
+    pub database: String,
+}
+
+/// One step of a restore as its journal tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub step: String,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The restore in progress, or the last one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreView {
+    pub restore_id: String,
+    /// `running`, `paused` or `closed`.
+    pub state: String,
+    pub target: DateTime<Utc>,
+    pub backup_id: String,
+    pub steps: Vec<StepView>,
+    /// The newest lines of the restore's log (Barman's and PostgreSQL's output among them).
+    pub log_tail: Vec<String>,
+    /// How it ended: `accepted on timeline N` or `rolled back: why`.
+    pub outcome: Option<String>,
+    pub pre_restore_dir: String,
+}
+
+/// Rows of a verify query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryView {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub truncated: bool,
 }

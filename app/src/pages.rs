@@ -196,7 +196,7 @@ pub fn Account() -> impl IntoView {
 }
 
 /// What an [`AppError`](crate::model::AppError) under an ErrorBoundary shows: its words.
-fn error_words(errors: ArcRwSignal<Errors>) -> impl IntoView {
+pub(crate) fn error_words(errors: ArcRwSignal<Errors>) -> impl IntoView {
     view! {
         <p class="error">
             {move || {

@@ -19,7 +19,10 @@ use std::time::Duration;
 use barkeep_testkit::{tail_of, Sandbox, SandboxOptions};
 
 /// Server functions a viewer may call: they read and change nothing.
-const READ_ONLY: [&str; 3] = ["whoami", "overview", "postgres_status"];
+const READ_ONLY: [&str; 4] = ["whoami", "overview", "postgres_status", "restore_status"];
+/// Arguments that every server function can decode (unknown fields are ignored), so that a
+/// refusal is about who asks, not about what was sent.
+const ANY_ARGS: &str = "target=2026-01-01+00%3A00%3A00%2B00%3A00&sql=SELECT+1&confirm_database=x";
 
 struct Answer {
     status: u16,
@@ -215,6 +218,93 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
         "switch_wal archived nothing"
     );
 
+    // Bad input to the restore wizard: 4xx in words, and no process started for it.
+    let plan = server_fns
+        .iter()
+        .find(|(p, _)| p.trim_start_matches("/api/").starts_with("restore_plan"))
+        .expect("a restore_plan server function");
+    let spawned = || {
+        std::fs::read_to_string(sb.barkeep_log())
+            .unwrap_or_default()
+            .matches("spawned command=")
+            .count()
+    };
+    let before = spawned();
+    let long = "9".repeat(10 * 1024);
+    let hostile_targets = [
+        ("yesterday", "not a time barkeep understands"),
+        ("2026-13-01 00:00:00+00:00", ""),
+        ("2026-11-26 09:30:00", "has no time zone"),
+        (long.as_str(), ""),
+        ("2026-11-26 09:30:00+00:00\0", ""),
+    ];
+    for (target, says) in hostile_targets {
+        let body = format!("target={}", urlencode(target));
+        let a = http(port, &plan.1, &plan.0, &[FORM, cookie], &body);
+        assert_eq!(
+            a.status,
+            400,
+            "target {:?}: {}\n{}",
+            &target[..target.len().min(40)],
+            a.head,
+            a.body
+        );
+        assert!(
+            a.body.contains("BadRequest") && a.body.contains(says),
+            "{}",
+            a.body
+        );
+    }
+    for id in [
+        "../x",
+        "; rm -rf /",
+        long.as_str(),
+        "20261126T093000\0",
+        "$(reboot)",
+    ] {
+        let body = format!(
+            "target=2026-11-26+09%3A30%3A00%2B00%3A00&backup_id={}",
+            urlencode(id)
+        );
+        let a = http(port, &plan.1, &plan.0, &[FORM, cookie], &body);
+        assert_eq!(
+            a.status,
+            400,
+            "backup id {:?}: {}\n{}",
+            &id[..id.len().min(40)],
+            a.head,
+            a.body
+        );
+        assert!(a.body.contains("not a backup id"), "{}", a.body);
+    }
+    assert_eq!(spawned(), before, "bad input started a process");
+    // Well-formed but impossible: refused with the reason (422).
+    for (target, says) in [
+        (
+            "2000-01-01 00:00:00+00:00",
+            "before the end of the oldest backup",
+        ),
+        ("2099-01-01 00:00:00+00:00", "in the future"),
+    ] {
+        let body = format!("target={}", urlencode(target));
+        let a = http(port, &plan.1, &plan.0, &[FORM, cookie], &body);
+        assert_eq!(a.status, 422, "target {target}: {}\n{}", a.head, a.body);
+        assert!(a.body.contains(says), "{}", a.body);
+    }
+    let start = server_fns
+        .iter()
+        .find(|(p, _)| p.trim_start_matches("/api/").starts_with("restore_start"))
+        .expect("a restore_start server function");
+    let a = http(
+        port,
+        &start.1,
+        &start.0,
+        &[FORM, cookie],
+        "target=2026-11-26+09%3A30%3A00%2B00%3A00&confirm_database=wrong",
+    );
+    assert_eq!(a.status, 400, "{}\n{}", a.head, a.body);
+    assert!(a.body.contains("to confirm the restore"), "{}", a.body);
+
     // Another site cannot make the operator's browser act.
     for evil in [
         [("Origin", "null"), ("X-Nothing", "x")],
@@ -257,7 +347,7 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
     }
     let mut refused = 0;
     for (path, method) in &server_fns {
-        let a = http(port, method, path, &[FORM, cookie], "");
+        let a = http(port, method, path, &[FORM, cookie], ANY_ARGS);
         if is_read_only(path) {
             assert_eq!(a.status, 200, "{method} {path} as a viewer: {}", a.head);
         } else {
@@ -315,4 +405,16 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
             tail_of(&sb.barkeep_log(), 30)
         );
     }
+}
+
+/// `application/x-www-form-urlencoded` of one value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -27,6 +27,13 @@ impl Engine {
         let now = Utc::now();
         let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%3fZ"));
         let catalog = self.catalog()?;
+        // A backup id the person named must exist before anything else is said about it, and
+        // before anything (pg_waldump, barman) is run.
+        if let Some(id) = backup_id {
+            if !crate::validate::is_backup_id(id) || catalog.backup(id).is_none() {
+                return Err(RestoreError::UnknownBackup(id.to_owned()));
+            }
+        }
         let window = self.recovery_window_of(&catalog).await?;
         let running = matches!(self.service().postmaster(), Postmaster::Running { .. });
         let server = if running {
@@ -34,12 +41,6 @@ impl Engine {
         } else {
             None
         };
-        // A backup id the person named must exist before anything else is said about it.
-        if let Some(id) = backup_id {
-            if !crate::validate::is_backup_id(id) || catalog.backup(id).is_none() {
-                return Err(RestoreError::UnknownBackup(id.to_owned()));
-            }
-        }
         // With the server up, the archive step commits and archives a transaction after the
         // target; otherwise only what Barman already has counts.
         let earliest = check_target(&window, target, now)?;

@@ -344,3 +344,204 @@ async fn save_screenshot(client: &Client, name: &str) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// The mission, through the browser: a harmful DELETE, then the operator restores to the
+/// second before it with the wizard (target, plan, typed confirmation, the steps), sees the rows
+/// back with a query on the paused server (after a reload: the page follows the journal), and
+/// accepts. Checked afterwards from outside with psql.
+#[test]
+fn the_seed_scenario_through_the_wizard() {
+    let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
+    let url = sb.http_url();
+    let operator = sb.operator();
+    let orders = sb.psql("SELECT count(*) FROM orders");
+    std::thread::sleep(Duration::from_millis(1100));
+    let target =
+        sb.psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'");
+    std::thread::sleep(Duration::from_millis(1100));
+    sb.psql("DELETE FROM orders WHERE id % 2 = 0");
+    let left = sb.psql("SELECT count(*) FROM orders");
+    assert_ne!(left, orders, "the harmful DELETE deleted nothing");
+    let driver = ChromeDriver::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = rt.block_on(async {
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(driver.capabilities())
+            .connect(&driver.url())
+            .await
+            .map_err(|e| format!("no WebDriver session: {e}"))?;
+        let run = tokio::time::timeout(Duration::from_secs(300), async {
+            sign_in(&client, &url, &operator).await?;
+            restore_through_the_wizard(&client, &url, &target, &orders).await
+        })
+        .await
+        .unwrap_or_else(|_| Err("the wizard took more than 300 s".to_owned()));
+        let _ = save_screenshot(&client, "restore-end.png").await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+        run
+    });
+    if let Err(e) = result {
+        panic!(
+            "{e}\n--- barkeep log\n{}\n--- chromium/chromedriver output\n{}",
+            tail_of(&sb.barkeep_log(), 40),
+            driver.output_tail(20)
+        );
+    }
+    // From outside: every order is back, archiving is on, and PostgreSQL serves on a new timeline.
+    assert_eq!(sb.psql("SELECT count(*) FROM orders"), orders);
+    assert_eq!(sb.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(sb.psql("SHOW archive_command"), sb.archive_command());
+}
+
+async fn restore_through_the_wizard(
+    client: &Client,
+    url: &str,
+    target: &str,
+    orders: &str,
+) -> Result<(), String> {
+    let page = format!("{url}restore");
+    client.goto(&page).await.map_err(|e| e.to_string())?;
+    wait_for(client, Locator::Id("target"), 30).await?;
+    // Typed until the hydrated page reads it back (in UTC): before hydration the server's HTML
+    // does not react, and hydration resets the field.
+    until_hydrated(|| async {
+        type_into(client, "target", target).await?;
+        wait_for_text(client, "target-utc", "UTC", 1).await
+    })
+    .await?;
+    click(client, "plan-restore").await?;
+    let planned = wait_for(client, Locator::Id("plan-target"), 60).await?;
+    let planned = planned.text().await.map_err(|e| e.to_string())?;
+    if !target.starts_with(&planned.replace(" UTC", "")[..19]) {
+        return Err(format!(
+            "the plan is for {planned:?}, the target was {target}"
+        ));
+    }
+    save_screenshot(client, "restore-plan.png").await?;
+    wait_for(client, Locator::Id("confirm-database"), 5)
+        .await?
+        .send_keys("app")
+        .await
+        .map_err(|e| e.to_string())?;
+    click(client, "start-restore").await?;
+    // The steps, then paused; a reload on the way shows the same restore (the journal's).
+    wait_for_text(client, "restore-state", "is running", 60).await?;
+    save_screenshot(client, "restore-running.png").await?;
+    client.refresh().await.map_err(|e| e.to_string())?;
+    wait_for_text(client, "restore-state", "paused at", 240).await?;
+    let steps = text_of(client, Locator::Id("restore-steps")).await?;
+    for step in [
+        "plan",
+        "archive",
+        "stop",
+        "set_aside",
+        "recover",
+        "start_paused",
+    ] {
+        if !steps.contains(step) {
+            return Err(format!("the steps table lacks {step}: {steps}"));
+        }
+    }
+    // Verify: the rows are back on the paused server.
+    wait_for(client, Locator::Id("verify-sql"), 10).await?;
+    until_hydrated(|| async {
+        type_into(client, "verify-sql", "SELECT count(*) FROM orders").await?;
+        click(client, "run-query").await?;
+        wait_for(client, Locator::Css("#query-result tbody"), 3)
+            .await
+            .map(|_| ())
+    })
+    .await?;
+    let rows = wait_for(client, Locator::Css("#query-result tbody"), 30)
+        .await?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if rows.trim() != orders {
+        return Err(format!(
+            "the paused server has {rows:?} orders, {orders} were there at the target"
+        ));
+    }
+    save_screenshot(client, "restore-paused.png").await?;
+    click(client, "accept-restore").await?;
+    wait_for_text(client, "last-restore", "accepted", 120).await?;
+    eprintln!("[browser] restored to {target} through the wizard: {orders} orders, accepted");
+    Ok(())
+}
+
+async fn wait_for(
+    client: &Client,
+    loc: Locator<'_>,
+    seconds: u64,
+) -> Result<fantoccini::elements::Element, String> {
+    client
+        .wait()
+        .at_most(Duration::from_secs(seconds))
+        .for_element(loc)
+        .await
+        .map_err(|e| format!("{loc:?} did not appear within {seconds} s ({e})"))
+}
+
+async fn wait_for_text(client: &Client, id: &str, text: &str, seconds: u64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(e) = client.find(Locator::Id(id)).await {
+            last = e.text().await.unwrap_or_default();
+            if last.contains(text) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(format!(
+        "#{id} never said {text:?} within {seconds} s (last: {last:?})"
+    ))
+}
+
+/// Runs `attempt` until it succeeds or the page has had [`HYDRATION_BUDGET`] to hydrate.
+async fn until_hydrated<F, Fut>(attempt: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + HYDRATION_BUDGET;
+    loop {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "not done within {} s: {e}",
+                    HYDRATION_BUDGET.as_secs()
+                ))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+async fn type_into(client: &Client, id: &str, text: &str) -> Result<(), String> {
+    let e = client
+        .find(Locator::Id(id))
+        .await
+        .map_err(|e| format!("no #{id}: {e}"))?;
+    e.clear()
+        .await
+        .map_err(|e| format!("cannot clear #{id}: {e}"))?;
+    e.send_keys(text)
+        .await
+        .map_err(|e| format!("cannot type into #{id}: {e}"))
+}
+
+async fn click(client: &Client, id: &str) -> Result<(), String> {
+    client
+        .find(Locator::Id(id))
+        .await
+        .map_err(|e| format!("no #{id}: {e}"))?
+        .click()
+        .await
+        .map_err(|e| format!("cannot click #{id}: {e}"))
+}

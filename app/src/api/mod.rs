@@ -5,6 +5,9 @@
 
 use leptos::prelude::*;
 
+mod restore;
+pub use restore::*;
+
 use crate::model::{ActionDone, AppError, DashboardView, Identity, PostgresView};
 
 /// What the server functions get from the server binary (provided as Leptos context).
@@ -53,13 +56,19 @@ fn operator() -> Result<Caller, AppError> {
 /// Writes one line to the audit log (a failure to write it is logged, and the action's answer
 /// still reaches the person).
 #[cfg(feature = "ssr")]
-async fn audit(ctx: &ServerContext, caller: &Caller, what: &str, outcome: String) {
+async fn audit(
+    ctx: &ServerContext,
+    caller: &Caller,
+    what: &str,
+    target: Option<String>,
+    outcome: String,
+) {
     let entry = engine::audit::AuditEntry {
         at: chrono::Utc::now(),
         who: caller.identity.name.clone(),
         from: caller.from.to_string(),
         what: what.to_owned(),
-        target: None,
+        target,
         outcome,
     };
     let log = engine::audit::AuditLog::new(ctx.engine.state_dir());
@@ -86,7 +95,7 @@ async fn act(
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("failed: {e}"),
     };
-    audit(&ctx, &caller, what, outcome).await;
+    audit(&ctx, &caller, what, None, outcome).await;
     match result {
         Ok(out) => Ok(ActionDone {
             at: chrono::Utc::now(),

@@ -1,0 +1,341 @@
+//! The restore wizard's server functions: thin calls into the engine's restore operations.
+//!
+//! - Input is checked here before the engine runs anything: a target time must parse with an
+//!   explicit zone, a backup id must look like one, a query is the engine's to check; bad input
+//!   answers 400 with words and starts no process.
+//! - The long operations (start, retry, accept, roll back) run in the server, in a task of their
+//!   own: the browser may close, reload or come back from another machine; the page follows the
+//!   restore through [`restore_status`], which reads the engine's journal. What would refuse
+//!   them (a target outside the window, a restore already open) is asked first, so that the
+//!   answer comes back to the person who asked.
+//! - Everything but the status needs an operator, and is audited with its target.
+
+use leptos::prelude::*;
+
+use crate::model::{AppError, PlanView, QueryView, RestoreView};
+
+#[cfg(feature = "ssr")]
+use super::{audit, operator, server_context, signed_in, Caller, ServerContext};
+
+/// The longest target text accepted (a time with a zone is ~35 characters).
+#[cfg(feature = "ssr")]
+const MAX_TARGET_CHARS: usize = 64;
+
+#[cfg(feature = "ssr")]
+fn parse_target(text: &str) -> Result<engine::target::TargetTime, AppError> {
+    if text.len() > MAX_TARGET_CHARS || text.contains('\0') {
+        return Err(AppError::BadRequest(
+            "the target time is not a time: write it like 2026-11-26 09:30:00+01:00".into(),
+        ));
+    }
+    text.parse::<engine::target::TargetTime>()
+        .map_err(|e| AppError::BadRequest(e.to_string()))
+}
+
+#[cfg(feature = "ssr")]
+fn parse_backup_id(id: Option<String>) -> Result<Option<String>, AppError> {
+    match id.filter(|s| !s.trim().is_empty()) {
+        None => Ok(None),
+        Some(id) if engine::validate::is_backup_id(&id) => Ok(Some(id)),
+        Some(_) => Err(AppError::BadRequest(
+            "that is not a backup id: they look like 20261126T093000 (see the backup list)".into(),
+        )),
+    }
+}
+
+/// The engine's refusals and failures, in its own words, with the status they deserve.
+#[cfg(feature = "ssr")]
+fn from_engine(e: engine::restore::RestoreError) -> AppError {
+    use engine::restore::RestoreError as E;
+    match e {
+        E::Target(_) => AppError::BadRequest(e.to_string()),
+        E::OutsideWindow { .. }
+        | E::UnknownBackup(_)
+        | E::UnusableBackup { .. }
+        | E::WalGap { .. }
+        | E::WrongCluster { .. }
+        | E::DiskFull { .. }
+        | E::NotRenamable { .. }
+        | E::Query(_) => AppError::Rejected(e.to_string()),
+        E::InProgress { .. }
+        | E::Busy
+        | E::NoRestore
+        | E::NotPaused(_)
+        | E::DuringRestore { .. }
+        | E::Promoted { .. }
+        | E::UnknownRestore(_) => AppError::Refused(e.to_string()),
+        other => {
+            tracing::error!(error = %other, "a restore operation failed");
+            AppError::ActionFailed(other.to_string())
+        }
+    }
+}
+
+/// Runs a long restore operation in a task of its own; its outcome is in the journal (and the
+/// audit log), whoever is watching.
+#[cfg(feature = "ssr")]
+fn in_background<F>(
+    ctx: ServerContext,
+    caller: Caller,
+    what: &'static str,
+    target: Option<String>,
+    op: F,
+) where
+    F: std::future::Future<
+            Output = Result<engine::restore::RestoreStatus, engine::restore::RestoreError>,
+        > + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        let outcome = match op.await {
+            Ok(s) => format!("ok: {}", s.state.name()),
+            Err(e) => {
+                tracing::warn!(operation = what, error = %e, "a restore operation ended with an error");
+                format!("failed: {e}")
+            }
+        };
+        audit(&ctx, &caller, what, target, outcome).await;
+    });
+}
+
+/// Refuses to start when a restore is open (the engine would too, but only in the background).
+#[cfg(feature = "ssr")]
+fn refuse_if_open(ctx: &ServerContext) -> Result<(), AppError> {
+    match ctx.engine.status() {
+        Ok(Some(s)) if s.state != engine::restore::Phase::Closed => {
+            Err(AppError::Refused(format!(
+                "a restore is already in progress ({}, {}): accept, retry or roll it back first",
+                s.restore_id,
+                s.state.name()
+            )))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(from_engine(e)),
+    }
+}
+
+/// The dry run for a target (and a backup, or the newest that can serve it): touches nothing.
+#[server]
+pub async fn restore_plan(target: String, backup_id: Option<String>) -> Result<PlanView, AppError> {
+    operator()?;
+    let target = parse_target(&target)?;
+    let backup_id = parse_backup_id(backup_id)?;
+    let ctx = server_context()?;
+    let plan = ctx
+        .engine
+        .plan(target, backup_id.as_deref())
+        .await
+        .map_err(from_engine)?;
+    Ok(views::plan(&plan, &ctx.engine.config().postgres.database))
+}
+
+/// Starts a restore to `target`: the operator typed the database's name to confirm. Returns at
+/// once; the restore runs in the server up to PostgreSQL paused at the target.
+#[server]
+pub async fn restore_start(
+    target: String,
+    backup_id: Option<String>,
+    confirm_database: String,
+) -> Result<(), AppError> {
+    let caller = operator()?;
+    let target = parse_target(&target)?;
+    let backup_id = parse_backup_id(backup_id)?;
+    let ctx = server_context()?;
+    let database = ctx.engine.config().postgres.database.clone();
+    if confirm_database.trim() != database {
+        return Err(AppError::BadRequest(format!(
+            "type the database's name, {database}, to confirm the restore"
+        )));
+    }
+    refuse_if_open(&ctx)?;
+    // What would refuse the restore is said now, to the person who asked.
+    if let Err(e) = ctx.engine.plan(target, backup_id.as_deref()).await {
+        audit(
+            &ctx,
+            &caller,
+            "restore_start",
+            Some(target.to_string()),
+            format!("refused: {e}"),
+        )
+        .await;
+        return Err(from_engine(e));
+    }
+    let engine = ctx.engine.clone();
+    in_background(
+        ctx,
+        caller,
+        "restore_start",
+        Some(target.to_string()),
+        async move { engine.start_restore(target, backup_id.as_deref()).await },
+    );
+    Ok(())
+}
+
+/// The restore in progress, or the last one (anyone signed in may watch).
+#[server]
+pub async fn restore_status() -> Result<Option<RestoreView>, AppError> {
+    signed_in()?;
+    let ctx = server_context()?;
+    Ok(ctx
+        .engine
+        .status()
+        .map_err(from_engine)?
+        .map(|s| views::restore(&s)))
+}
+
+/// A read-only query on the paused server, as the verify role (the engine's limits: one
+/// statement, time-outs, a row cap).
+#[server]
+pub async fn restore_query(sql: String) -> Result<QueryView, AppError> {
+    let caller = operator()?;
+    let ctx = server_context()?;
+    let result = ctx.engine.query(&sql, 200).await;
+    let outcome = match &result {
+        Ok(r) => format!("ok: {} rows", r.rows.len()),
+        Err(e) => format!("refused: {e}"),
+    };
+    let shown: String = sql.chars().take(200).collect();
+    audit(&ctx, &caller, "restore_query", Some(shown), outcome).await;
+    let r = result.map_err(from_engine)?;
+    Ok(QueryView {
+        columns: r.columns,
+        rows: r.rows,
+        truncated: r.truncated,
+    })
+}
+
+/// Recover again to another target, from the paused state.
+#[server]
+pub async fn restore_retry(target: String, backup_id: Option<String>) -> Result<(), AppError> {
+    let caller = operator()?;
+    let target = parse_target(&target)?;
+    let backup_id = parse_backup_id(backup_id)?;
+    let ctx = server_context()?;
+    paused(&ctx)?;
+    let engine = ctx.engine.clone();
+    in_background(
+        ctx,
+        caller,
+        "restore_retry",
+        Some(target.to_string()),
+        async move { engine.retry(target, backup_id.as_deref()).await },
+    );
+    Ok(())
+}
+
+/// Make the restored state the database: archiving back on, promote, clean up.
+#[server]
+pub async fn restore_accept() -> Result<(), AppError> {
+    let caller = operator()?;
+    let ctx = server_context()?;
+    open(&ctx)?;
+    let engine = ctx.engine.clone();
+    in_background(ctx, caller, "restore_accept", None, async move {
+        engine.accept().await
+    });
+    Ok(())
+}
+
+/// Put the pre-restore data directory back and start it.
+#[server]
+pub async fn restore_rollback() -> Result<(), AppError> {
+    let caller = operator()?;
+    let ctx = server_context()?;
+    open(&ctx)?;
+    let engine = ctx.engine.clone();
+    in_background(ctx, caller, "restore_rollback", None, async move {
+        engine.rollback().await
+    });
+    Ok(())
+}
+
+#[cfg(feature = "ssr")]
+fn open(ctx: &ServerContext) -> Result<engine::restore::RestoreStatus, AppError> {
+    match ctx.engine.status().map_err(from_engine)? {
+        Some(s) if s.state != engine::restore::Phase::Closed => Ok(s),
+        _ => Err(AppError::Refused("there is no restore in progress".into())),
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn paused(ctx: &ServerContext) -> Result<(), AppError> {
+    let s = open(ctx)?;
+    if s.state != engine::restore::Phase::Paused {
+        return Err(AppError::Refused(format!(
+            "this needs the restore paused at its target, but it is {}",
+            s.state.name()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(feature = "ssr")]
+mod views {
+    use engine::restore::{Outcome, Plan, RestoreStatus, Step};
+
+    use crate::model::{PlanView, RestoreView, StepView};
+
+    /// What each step does, in one sentence.
+    fn what(step: Step) -> &'static str {
+        match step {
+            Step::Plan => "check the target, choose the backup, hold it against retention",
+            Step::Archive => "commit a transaction after the target and archive the current WAL",
+            Step::Stop => "stop PostgreSQL and prove it stopped",
+            Step::SetAside => "rename the data directory aside (it is kept until you discard it)",
+            Step::Recover => "barman recover the backup, set to pause at the target",
+            Step::StartPaused => "start PostgreSQL and wait until it pauses at the target",
+            Step::Accept => "archiving back on, promote, clean up Barman's settings",
+            Step::Retry => "remove the restored copy for another target",
+            Step::Rollback => "put the original data directory back and start it",
+        }
+    }
+
+    pub fn plan(p: &Plan, database: &str) -> PlanView {
+        PlanView {
+            target: p.target.utc(),
+            backup_id: p.backup_id.clone(),
+            backup_end: p.backup_end,
+            window_start: p.window.earliest,
+            window_end: p.window.latest,
+            steps: Step::path_to_paused(Step::Plan)
+                .into_iter()
+                .filter(|s| *s != Step::Archive || p.server_was_running)
+                .map(|s| (s.name().to_owned(), what(s).to_owned()))
+                .collect(),
+            server_was_running: p.server_was_running,
+            needed_bytes: p.needed_bytes,
+            free_bytes: p.free_bytes,
+            warnings: p.warnings.clone(),
+            database: database.to_owned(),
+        }
+    }
+
+    pub fn restore(s: &RestoreStatus) -> RestoreView {
+        const TAIL: usize = 40;
+        RestoreView {
+            restore_id: s.restore_id.clone(),
+            state: s.state.name().to_owned(),
+            target: s.target.utc(),
+            backup_id: s.plan.backup_id.clone(),
+            steps: s
+                .steps
+                .iter()
+                .map(|r| StepView {
+                    step: r.step.name().to_owned(),
+                    started: r.started,
+                    finished: r.finished,
+                    error: r.error.clone(),
+                    detail: r.detail.clone(),
+                })
+                .collect(),
+            log_tail: s.log[s.log.len().saturating_sub(TAIL)..].to_vec(),
+            outcome: s.outcome.as_ref().map(|o| match o {
+                Outcome::Accepted { timeline } => {
+                    format!("accepted: the database lives on timeline {timeline}")
+                }
+                Outcome::RolledBack { reason } => format!("rolled back: {reason}"),
+            }),
+            pre_restore_dir: s.plan.pre_restore_dir.display().to_string(),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The restore wizard: choose a target, read the plan, confirm, watch the steps, verify the
+//! paused server, then accept, retry or roll back. Its state is the engine's journal (read every
+//! second through `restore_status`), not the page's: a reload, a second browser or a restarted
+//! server shows the same restore.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use leptos::prelude::*;
+
+use crate::api::{
+    restore_status, RestoreAccept, RestorePlan, RestoreQuery, RestoreRetry, RestoreRollback,
+    RestoreStart,
+};
+use crate::model::{AppError, PlanView, QueryView, RestoreView};
+
+fn utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The target as typed, read as barkeep reads it: a time with an explicit zone.
+fn parse_target(text: &str) -> Option<DateTime<FixedOffset>> {
+    let t = text.trim().replace('T', " ");
+    [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M%:z",
+    ]
+    .iter()
+    .find_map(|f| DateTime::parse_from_str(&t, f).ok())
+}
+
+/// A `datetime-local` value (the browser's zone) with the browser's offset for that moment.
+#[cfg(feature = "hydrate")]
+fn with_browser_zone(local: &str) -> Option<String> {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(local));
+    let minutes = date.get_timezone_offset();
+    if minutes.is_nan() {
+        return None;
+    }
+    // getTimezoneOffset is UTC minus local, in minutes.
+    let east = -(minutes as i32);
+    let sign = if east < 0 { '-' } else { '+' };
+    let seconds = if local.len() == 16 { ":00" } else { "" };
+    Some(format!(
+        "{}{seconds}{sign}{:02}:{:02}",
+        local.replace('T', " "),
+        east.abs() / 60,
+        east.abs() % 60
+    ))
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn with_browser_zone(_local: &str) -> Option<String> {
+    None
+}
+
+/// The wizard page. It asks the journal once a second, but draws again only when the answer
+/// changed: what the person types (a query, a target) is not swept away while nothing happens.
+#[component]
+pub fn RestorePage() -> impl IntoView {
+    let first = Resource::new(|| (), |_| restore_status());
+    let live: RwSignal<Option<Result<Option<RestoreView>, AppError>>> = RwSignal::new(None);
+    #[cfg(feature = "hydrate")]
+    {
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                leptos::task::spawn_local(async move {
+                    let now = restore_status().await;
+                    // Compared with what is drawn: the live answer, else the first one.
+                    let drawn = live.get_untracked().or_else(|| first.get_untracked());
+                    if drawn.as_ref() != Some(&now) {
+                        live.set(Some(now));
+                    }
+                });
+            },
+            std::time::Duration::from_secs(1),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    view! {
+        <section class="card" id="restore">
+            <h2>"Restore to a point in time"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Reading the restore journal…"</p> }>
+                <ErrorBoundary fallback=crate::pages::error_words>
+                    {move || Suspend::new(async move {
+                        let first = first.await;
+                        live.get().unwrap_or(first).map(|s| match s {
+                            Some(r) if r.state == "running" => running(r).into_any(),
+                            Some(r) if r.state == "paused" => paused(r).into_any(),
+                            last => choose(last).into_any(),
+                        })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </section>
+    }
+}
+
+/// No restore open: the target, the plan, the confirmation.
+fn choose(last: Option<RestoreView>) -> impl IntoView {
+    let target = RwSignal::new(String::new());
+    let plan = ServerAction::<RestorePlan>::new();
+    let start = ServerAction::<RestoreStart>::new();
+    let confirm = RwSignal::new(String::new());
+    let read_as = move || {
+        target.with(|t| {
+            if t.trim().is_empty() {
+                String::new()
+            } else {
+                match parse_target(t) {
+                    Some(t) => format!("= {}", utc(t.with_timezone(&Utc))),
+                    None => "write it with its zone, e.g. 2026-11-26 09:30:00+01:00".to_owned(),
+                }
+            }
+        })
+    };
+    view! {
+        {last.and_then(|l| l.outcome.map(|o| view! {
+            <p class="muted" id="last-restore">{format!("The last restore ({}) was {o}.", l.restore_id)}</p>
+        }))}
+        <div class="field">
+            <label for="target-local">"Target, in your browser's time zone"</label>
+            <input
+                id="target-local"
+                type="datetime-local"
+                step="1"
+                on:input=move |ev| {
+                    if let Some(t) = with_browser_zone(&event_target_value(&ev)) {
+                        target.set(t);
+                    }
+                }
+            />
+        </div>
+        <div class="field">
+            <label for="target">"Target time, with its zone"</label>
+            <input
+                id="target"
+                type="text"
+                placeholder="2026-11-26 09:30:00+01:00"
+                prop:value=move || target.get()
+                on:input=move |ev| target.set(event_target_value(&ev))
+            />
+            <p class="muted" id="target-utc">{read_as}</p>
+        </div>
+        <button
+            id="plan-restore"
+            on:click=move |_| {
+                plan.dispatch(RestorePlan { target: target.get_untracked(), backup_id: None });
+            }
+            disabled=move || plan.pending().get()
+        >
+            "Plan the restore"
+        </button>
+        {move || plan.value().get().map(|r| match r {
+            Err(e) => view! { <p class="error" role="alert" id="plan-error">{e.to_string()}</p> }.into_any(),
+            Ok(p) => {
+                let database = p.database.clone();
+                let target_text = target.get_untracked();
+                view! {
+                    {plan_view(p)}
+                    <div class="field">
+                        <label for="confirm-database">
+                            {format!("Type the database's name, {database}, to confirm")}
+                        </label>
+                        <input
+                            id="confirm-database"
+                            type="text"
+                            autocomplete="off"
+                            on:input=move |ev| confirm.set(event_target_value(&ev))
+                        />
+                    </div>
+                    <button
+                        id="start-restore"
+                        class="danger"
+                        disabled=move || start.pending().get() || confirm.get().trim() != database
+                        on:click=move |_| {
+                            start.dispatch(RestoreStart {
+                                target: target_text.clone(),
+                                backup_id: None,
+                                confirm_database: confirm.get_untracked(),
+                            });
+                        }
+                    >
+                        "Stop PostgreSQL and restore"
+                    </button>
+                }
+                .into_any()
+            }
+        })}
+        {move || start.value().get().and_then(|r| r.err()).map(|e| view! {
+            <p class="error" role="alert" id="start-error">{e.to_string()}</p>
+        })}
+    }
+}
+
+fn plan_view(p: PlanView) -> impl IntoView {
+    let window = match (p.window_start, p.window_end) {
+        (Some(a), Some(b)) => format!("{} to {}", utc(a), utc(b)),
+        (Some(a), None) => format!("from {}", utc(a)),
+        _ => "none".to_owned(),
+    };
+    view! {
+        <div id="plan">
+            <dl class="facts">
+                <dt>"Target"</dt><dd id="plan-target">{utc(p.target)}</dd>
+                <dt>"From backup"</dt><dd>{format!("{} (ended {})", p.backup_id, utc(p.backup_end))}</dd>
+                <dt>"Recovery window"</dt><dd>{window}</dd>
+                <dt>"Disk"</dt><dd>{format!("{} MiB needed, {} MiB free", p.needed_bytes >> 20, p.free_bytes >> 20)}</dd>
+            </dl>
+            <ol class="steps">
+                {p.steps.into_iter().map(|(step, what)| view! { <li><strong>{step}</strong>": "{what}</li> }).collect_view()}
+            </ol>
+            {p.warnings.into_iter().map(|w| view! { <p class="warn">{w}</p> }).collect_view()}
+            <p class="muted">
+                "PostgreSQL is down from the stop step until you accept or roll back; the data \
+                 directory you have now is kept, renamed, until you discard it."
+            </p>
+        </div>
+    }
+}
+
+fn steps_view(r: &RestoreView) -> impl IntoView {
+    let rows = r
+        .steps
+        .iter()
+        .map(|s| {
+            let (state, class) = match (&s.finished, &s.error) {
+                (_, Some(e)) => (format!("failed: {e}"), "error"),
+                // The journal's detail ends with the step's duration.
+                (Some(f), None) => (
+                    s.detail.clone().map_or_else(
+                        || format!("done in {} ms", (*f - s.started).num_milliseconds()),
+                        |d| format!("done: {d}"),
+                    ),
+                    "ok",
+                ),
+                (None, None) => ("running…".to_owned(), "warn"),
+            };
+            view! {
+                <tr>
+                    <td>{s.step.clone()}</td>
+                    <td class="mono">{s.started.format("%H:%M:%S").to_string()}</td>
+                    <td class=class>{state}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table id="restore-steps">
+            <thead><tr><th>"Step"</th><th>"Started (UTC)"</th><th>"State"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}
+
+fn running(r: RestoreView) -> impl IntoView {
+    view! {
+        <p id="restore-state" class="warn">
+            {format!("Restore {} to {} is running.", r.restore_id, utc(r.target))}
+        </p>
+        {steps_view(&r)}
+        <details open>
+            <summary>"Barman's and PostgreSQL's output"</summary>
+            <pre class="log" id="restore-log">{r.log_tail.join("\n")}</pre>
+        </details>
+    }
+}
+
+fn paused(r: RestoreView) -> impl IntoView {
+    let sql = RwSignal::new(String::from("SELECT count(*) FROM "));
+    let query = ServerAction::<RestoreQuery>::new();
+    let accept = ServerAction::<RestoreAccept>::new();
+    let rollback = ServerAction::<RestoreRollback>::new();
+    let retry = ServerAction::<RestoreRetry>::new();
+    let retry_target = RwSignal::new(String::new());
+    let busy = move || accept.pending().get() || rollback.pending().get() || retry.pending().get();
+    let refusal = move || {
+        [
+            accept.value().get(),
+            rollback.value().get(),
+            retry.value().get(),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(Result::err)
+        .map(|e| view! { <p class="error" role="alert" id="decide-error">{e.to_string()}</p> })
+    };
+    view! {
+        <p id="restore-state" class="ok">
+            {format!("PostgreSQL is paused at {}: look at the data before you decide.", utc(r.target))}
+        </p>
+        {steps_view(&r)}
+        <h3>"Verify"</h3>
+        <div class="field">
+            <label for="verify-sql">"A read-only query (one SELECT; at most 200 rows are shown)"</label>
+            <textarea id="verify-sql" rows="3" prop:value=move || sql.get()
+                on:input=move |ev| sql.set(event_target_value(&ev))></textarea>
+        </div>
+        <button id="run-query" on:click=move |_| { query.dispatch(RestoreQuery { sql: sql.get_untracked() }); }
+            disabled=move || query.pending().get()>"Run the query"</button>
+        {move || query.value().get().map(|r| match r {
+            Ok(q) => query_table(q).into_any(),
+            Err(e) => view! { <p class="error" role="alert" id="query-error">{e.to_string()}</p> }.into_any(),
+        })}
+        <h3>"Decide"</h3>
+        <div class="action">
+            <button id="accept-restore" disabled=busy on:click=move |_| { accept.dispatch(RestoreAccept {}); }>
+                "Accept"
+            </button>
+            <p class="muted">"The restored database becomes live on a new timeline; archiving goes back on. The data directory you had before stays kept until you discard it."</p>
+        </div>
+        <div class="action">
+            <button id="rollback-restore" disabled=busy on:click=move |_| { rollback.dispatch(RestoreRollback {}); }>
+                "Roll back"
+            </button>
+            <p class="muted">"The restored copy is deleted and the data directory you had before goes back in place and starts: as if nothing happened."</p>
+        </div>
+        <div class="action">
+            <button id="retry-restore" disabled=busy on:click=move |_| {
+                retry.dispatch(RestoreRetry { target: retry_target.get_untracked(), backup_id: None });
+            }>"Retry at"</button>
+            <input id="retry-target" type="text" placeholder="2026-11-26 09:29:00+01:00"
+                on:input=move |ev| retry_target.set(event_target_value(&ev))/>
+        </div>
+        {refusal}
+    }
+}
+
+fn query_table(q: QueryView) -> impl IntoView {
+    let head = q
+        .columns
+        .into_iter()
+        .map(|c| view! { <th>{c}</th> })
+        .collect_view();
+    let body = q
+        .rows
+        .into_iter()
+        .map(|row| {
+            let cells = row
+                .into_iter()
+                .map(|v| view! { <td class="mono">{v.unwrap_or_else(|| "NULL".to_owned())}</td> })
+                .collect_view();
+            view! { <tr>{cells}</tr> }
+        })
+        .collect_view();
+    view! {
+        <table id="query-result">
+            <thead><tr>{head}</tr></thead>
+            <tbody>{body}</tbody>
+        </table>
+        {q.truncated.then(|| view! { <p class="muted">"More rows than shown."</p> })}
+    }
+}
