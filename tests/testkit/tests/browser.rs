@@ -34,8 +34,25 @@ fn dashboard_shows_live_postgres_and_hydrates() {
         pg_version.starts_with("14."),
         "server_version = {pg_version:?}"
     );
-    let driver = ChromeDriver::start();
+    in_browser(&sb, BROWSER_BUDGET, "dashboard.png", async |client| {
+        sign_in(client, &url, &operator).await?;
+        check_dashboard(client, &url, &pg_version).await
+    });
+    eprintln!(
+        "[browser] dashboard rendered and hydrated; {:.1} s in all",
+        t0.elapsed().as_secs_f64()
+    );
+}
 
+/// Runs `checks` in a fresh chromium session within `budget`, saves the page as `shot`, closes
+/// the session, and fails the test with barkeep's and chromium's logs when a check failed.
+fn in_browser(
+    sb: &Sandbox,
+    budget: Duration,
+    shot: &str,
+    checks: impl AsyncFnOnce(&Client) -> Result<(), String>,
+) {
+    let driver = ChromeDriver::start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,25 +63,20 @@ fn dashboard_shows_live_postgres_and_hydrates() {
             .connect(&driver.url())
             .await
             .map_err(|e| format!("no WebDriver session from {}: {e}", driver.url()))?;
-        let checked = match tokio::time::timeout(BROWSER_BUDGET, async {
-            sign_in(&client, &url, &operator).await?;
-            check_dashboard(&client, &url, &pg_version).await
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(format!(
-                "the browser checks took more than {} s",
-                BROWSER_BUDGET.as_secs()
-            )),
-        };
-        let shot = match tokio::time::timeout(Duration::from_secs(30), screenshot(&client)).await {
-            Ok(r) => r,
-            Err(_) => Err("the screenshot took more than 30 s".to_owned()),
-        };
+        let checked = tokio::time::timeout(budget, checks(&client))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the browser checks took more than {} s",
+                    budget.as_secs()
+                ))
+            });
+        let saved = tokio::time::timeout(Duration::from_secs(30), save_screenshot(&client, shot))
+            .await
+            .unwrap_or_else(|_| Err("the screenshot took more than 30 s".to_owned()));
         let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
-        match (checked, shot) {
-            (Ok(()), shot) => shot,
+        match (checked, saved) {
+            (Ok(()), saved) => saved,
             (Err(e), Ok(())) => Err(e),
             (Err(e), Err(s)) => Err(format!("{e}\n(and the screenshot failed: {s})")),
         }
@@ -77,10 +89,6 @@ fn dashboard_shows_live_postgres_and_hydrates() {
             driver.output_tail(40)
         );
     }
-    eprintln!(
-        "[browser] dashboard rendered and hydrated; {:.1} s in all",
-        t0.elapsed().as_secs_f64()
-    );
 }
 
 /// Without a session the dashboard sends the browser to the sign-in page; a wrong password is
@@ -320,10 +328,6 @@ async fn diagnose(client: &Client) -> String {
 }
 
 /// `$BARKEEP_SCREENSHOT_DIR/dashboard.png`, when that variable is set.
-async fn screenshot(client: &Client) -> Result<(), String> {
-    save_screenshot(client, "dashboard.png").await
-}
-
 /// The page as it is now, as `$BARKEEP_SCREENSHOT_DIR/<name>` (nothing when that is unset).
 async fn save_screenshot(client: &Client, name: &str) -> Result<(), String> {
     let Some(dir) = std::env::var_os("BARKEEP_SCREENSHOT_DIR") else {
@@ -362,34 +366,15 @@ fn the_seed_scenario_through_the_wizard() {
     sb.psql("DELETE FROM orders WHERE id % 2 = 0");
     let left = sb.psql("SELECT count(*) FROM orders");
     assert_ne!(left, orders, "the harmful DELETE deleted nothing");
-    let driver = ChromeDriver::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let result = rt.block_on(async {
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(driver.capabilities())
-            .connect(&driver.url())
-            .await
-            .map_err(|e| format!("no WebDriver session: {e}"))?;
-        let run = tokio::time::timeout(Duration::from_secs(300), async {
-            sign_in(&client, &url, &operator).await?;
-            restore_through_the_wizard(&client, &url, &target, &orders).await
-        })
-        .await
-        .unwrap_or_else(|_| Err("the wizard took more than 300 s".to_owned()));
-        let _ = save_screenshot(&client, "restore-end.png").await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
-        run
-    });
-    if let Err(e) = result {
-        panic!(
-            "{e}\n--- barkeep log\n{}\n--- chromium/chromedriver output\n{}",
-            tail_of(&sb.barkeep_log(), 40),
-            driver.output_tail(20)
-        );
-    }
+    in_browser(
+        &sb,
+        Duration::from_secs(300),
+        "restore-end.png",
+        async |client| {
+            sign_in(client, &url, &operator).await?;
+            restore_through_the_wizard(client, &url, &target, &orders).await
+        },
+    );
     // From outside: every order is back, archiving is on, and PostgreSQL serves on a new timeline.
     assert_eq!(sb.psql("SELECT count(*) FROM orders"), orders);
     assert_eq!(sb.psql("SELECT pg_is_in_recovery()"), "f");
