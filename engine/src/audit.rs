@@ -66,6 +66,17 @@ impl AuditLog {
         f.sync_data().map_err(err)
     }
 
+    /// Appends on a blocking thread, for async callers. A failure is logged, not returned: the
+    /// answer to the action it records still goes out.
+    pub async fn record(&self, entry: AuditEntry) {
+        let log = self.clone();
+        match tokio::task::spawn_blocking(move || log.append(&entry)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+            Err(e) => tracing::error!(error = %e, "the audit log writer stopped"),
+        }
+    }
+
     /// The newest `max` entries, newest first; unreadable lines are skipped.
     pub fn recent(&self, max: usize) -> Vec<AuditEntry> {
         let Ok(f) = std::fs::File::open(&self.path) else {

@@ -13,8 +13,9 @@
 //!                                (no initdb of the emptied data directory, no Restart= loop)
 //!   audit.log                    who signed in and did what, one JSON line each
 //!   users                        the users file when `users_file` is not set (`barkeep user add`)
-//!   initdb-guard                 written by the NixOS module once barkeep protects a cluster:
-//!                                from then on an empty data directory is never initdb'ed
+//!   initdb-guard                 written (not by barkeep) by the NixOS module once barkeep
+//!                                protects a cluster: from then on an empty data directory is
+//!                                never initdb'ed (nixos-module/default.nix)
 //! ```
 //!
 //! The set-aside is a rename, so `pre-restore/` must be on the data directory's filesystem
@@ -25,10 +26,6 @@ use std::path::{Path, PathBuf};
 /// The file the NixOS module's `ConditionPathExists=!` on postgresql.service looks at
 /// (nixos-module/lib.nix writes the same name).
 pub const START_BLOCKER: &str = "postgresql-start-blocked";
-
-/// The file the NixOS module writes once barkeep protects a cluster; its start condition then
-/// never lets postgresql.service initdb an empty data directory (nixos-module/default.nix).
-pub const INITDB_GUARD: &str = "initdb-guard";
 
 /// The paths under barkeep's state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +95,6 @@ impl StateDir {
     pub fn start_blocker(&self) -> PathBuf {
         self.root.join(START_BLOCKER)
     }
-
-    /// See [`INITDB_GUARD`]. barkeep only reads it: a cluster it protects has one on NixOS.
-    pub fn initdb_guard(&self) -> PathBuf {
-        self.root.join(INITDB_GUARD)
-    }
 }
 
 #[cfg(test)]
@@ -121,7 +113,6 @@ mod tests {
             s.pre_restore(id),
             s.discard(id),
             s.start_blocker(),
-            s.initdb_guard(),
             s.audit_log(),
             s.users(),
         ] {

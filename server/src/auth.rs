@@ -68,22 +68,17 @@ impl Auth {
         }
     }
 
-    /// Appends to the audit log on a blocking thread; a failure is logged, never hidden.
     async fn audit(&self, who: &str, from: IpAddr, what: &str, outcome: &str) {
-        let log = self.audit.clone();
-        let entry = AuditEntry {
-            at: chrono::Utc::now(),
-            who: who.to_owned(),
-            from: from.to_string(),
-            what: what.to_owned(),
-            target: None,
-            outcome: outcome.to_owned(),
-        };
-        match tokio::task::spawn_blocking(move || log.append(&entry)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
-            Err(e) => tracing::error!(error = %e, "the audit log writer stopped"),
-        }
+        self.audit
+            .record(AuditEntry {
+                at: chrono::Utc::now(),
+                who: who.to_owned(),
+                from: from.to_string(),
+                what: what.to_owned(),
+                target: None,
+                outcome: outcome.to_owned(),
+            })
+            .await;
     }
 }
 

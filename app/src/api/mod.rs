@@ -53,8 +53,7 @@ fn operator() -> Result<Caller, AppError> {
     Ok(caller)
 }
 
-/// Writes one line to the audit log (a failure to write it is logged, and the action's answer
-/// still reaches the person).
+/// Writes one line to the audit log for `caller`.
 #[cfg(feature = "ssr")]
 async fn audit(
     ctx: &ServerContext,
@@ -63,20 +62,16 @@ async fn audit(
     target: Option<String>,
     outcome: String,
 ) {
-    let entry = engine::audit::AuditEntry {
-        at: chrono::Utc::now(),
-        who: caller.identity.name.clone(),
-        from: caller.from.to_string(),
-        what: what.to_owned(),
-        target,
-        outcome,
-    };
-    let log = engine::audit::AuditLog::new(ctx.engine.state_dir());
-    match tokio::task::spawn_blocking(move || log.append(&entry)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
-        Err(e) => tracing::error!(error = %e, "the audit log writer stopped"),
-    }
+    engine::audit::AuditLog::new(ctx.engine.state_dir())
+        .record(engine::audit::AuditEntry {
+            at: chrono::Utc::now(),
+            who: caller.identity.name.clone(),
+            from: caller.from.to_string(),
+            what: what.to_owned(),
+            target,
+            outcome,
+        })
+        .await;
 }
 
 /// An action on the live server, audited; the engine's refusal or failure in its own words.
