@@ -2,6 +2,9 @@
 //! and the server functions, which are thin and call the engine.
 
 pub mod api;
+mod clock;
+mod dashboard;
+mod history_page;
 pub mod model;
 mod pages;
 mod restore_page;
@@ -36,6 +39,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    clock::provide_browser_clock();
     view! {
         <Stylesheet id="leptos" href="/pkg/barkeep.css"/>
         <Title text="barkeep"/>
@@ -46,12 +50,14 @@ pub fn App() -> impl IntoView {
                 <nav>
                     <a href="/">"Dashboard"</a>
                     <a href="/restore">"Restore"</a>
+                    <a href="/history">"History"</a>
                 </nav>
                 <pages::Account/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=pages::Dashboard/>
+                    <Route path=StaticSegment("") view=dashboard::Dashboard/>
+                    <Route path=StaticSegment("history") view=history_page::HistoryPage/>
                     <Route path=StaticSegment("signin") view=pages::SignIn/>
                     <Route path=StaticSegment("restore") view=restore_page::RestorePage/>
                 </Routes>

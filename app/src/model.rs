@@ -114,6 +114,66 @@ pub struct DashboardView {
     pub postgres: PostgresView,
     /// Barman's side, or why it cannot be shown.
     pub catalog: Result<CatalogView, AppError>,
+    /// The last `barman check` (none has finished yet: `None`).
+    pub check: Option<CheckView>,
+    /// A `barman check` is running now.
+    pub check_running: bool,
+    /// The restore that is open (running or paused), e.g. `r20261127T… (paused)`.
+    pub restore_open: Option<String>,
+}
+
+/// One `barman check`: when, and what failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub ok: bool,
+    /// How many checks passed.
+    pub passed: usize,
+    /// The checks that failed, with barman's hint.
+    pub failing: Vec<CheckLine>,
+    /// Why barman could not be asked at all.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckLine {
+    pub name: String,
+    pub hint: String,
+}
+
+/// The History page: past restores, the audit log, and the data directories kept aside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryView {
+    /// The open restore first (if any), then closed ones, newest first.
+    pub restores: Vec<RestoreView>,
+    /// Newest first.
+    pub audit: Vec<AuditRow>,
+    pub kept: Vec<KeptDataDir>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub from: String,
+    pub what: String,
+    pub target: Option<String>,
+    pub outcome: String,
+}
+
+/// A data directory a restore set aside, kept until someone discards it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptDataDir {
+    pub restore_id: String,
+    pub bytes: u64,
+    /// When the restore set it aside (from its journal), if known.
+    pub set_aside_at: Option<DateTime<Utc>>,
+    /// How that restore ended (`accepted …`, `rolled back …`), or that it is still open.
+    pub restore_outcome: String,
+    /// It belongs to the open restore: it cannot be discarded yet.
+    pub in_use: bool,
 }
 
 /// The PostgreSQL server as the dashboard shows it.
@@ -133,6 +193,10 @@ pub enum PostgresState {
         archived_count: i64,
         last_archived_wal: Option<String>,
         failed_count: i64,
+        last_failed_wal: Option<String>,
+        last_failed_time: Option<DateTime<Utc>>,
+        /// `archive_timeout`: the WAL age it is measured against.
+        archive_timeout_secs: i64,
     },
     /// The server does not answer; the text says why, in words a person can act on.
     Down { reason: String },

@@ -10,11 +10,8 @@ use crate::api::{
     restore_status, RestoreAccept, RestorePlan, RestoreQuery, RestoreRetry, RestoreRollback,
     RestoreStart,
 };
+use crate::clock::utc;
 use crate::model::{AppError, PlanView, QueryView, RestoreView};
-
-fn utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
 
 /// The target as typed, read as barkeep reads it: a time with an explicit zone.
 fn parse_target(text: &str) -> Option<DateTime<FixedOffset>> {

@@ -40,6 +40,11 @@ pub struct Config {
     /// Mark the session cookie Secure: set it when barkeep is reached over TLS (a proxy).
     #[serde(default)]
     pub secure_cookie: bool,
+    /// A file holding a bearer token that lets Prometheus read `/metrics` without a session
+    /// (outside the Nix store, readable by barkeep only). Without it, `/metrics` needs a
+    /// signed-in session like every page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<PathBuf>,
     pub postgres: PostgresConfig,
     pub barman: BarmanConfig,
     pub service: ServiceConfig,
@@ -197,6 +202,7 @@ impl Config {
             state_dir: "/var/lib/barkeep".into(),
             users_file: None,
             secure_cookie: false,
+            metrics_token_file: None,
             postgres: PostgresConfig {
                 data_dir: "/var/lib/postgresql/14".into(),
                 bin_dir: "/run/current-system/sw/bin".into(),
@@ -229,7 +235,7 @@ impl Config {
 
     /// This configuration with `key=value` settings applied (`postgres.port=54329`; a dotted
     /// key names a table), validated like a file. A key must exist in the configuration
-    /// (`users_file` may be added); a value takes the type of the one it replaces.
+    /// (`users_file` and `metrics_token_file` may be added); a value takes the type of the one it replaces.
     pub fn with_settings(&self, settings: &[(String, String)]) -> Result<Self, ConfigError> {
         let invalid = ConfigError::Setting;
         let mut doc = toml::Value::try_from(self).map_err(|e| invalid(e.to_string()))?;
@@ -260,7 +266,9 @@ impl Config {
                         .collect(),
                 ),
                 Some(_) => toml::Value::String(value.clone()),
-                None if key == "users_file" => toml::Value::String(value.clone()),
+                None if key == "users_file" || key == "metrics_token_file" => {
+                    toml::Value::String(value.clone())
+                }
                 None => return Err(invalid(format!("{key}: no such setting"))),
             };
             table.insert(name.to_owned(), new);

@@ -137,22 +137,44 @@ impl Engine {
 
     /// The restore in progress, if any, or the most recently closed one.
     pub fn status(&self) -> Result<Option<RestoreStatus>, RestoreError> {
-        let state_dir = self.state_dir();
-        if let Some(entries) = journal::read(&state_dir.journal())? {
+        if let Some(entries) = journal::read(&self.state_dir().journal())? {
             return Ok(RestoreStatus::from_entries(&entries));
         }
-        let newest = std::fs::read_dir(state_dir.history())
+        match self.history_journals().pop() {
+            Some(p) => Ok(journal::read(&p)?.and_then(|e| RestoreStatus::from_entries(&e))),
+            None => Ok(None),
+        }
+    }
+
+    /// Closed restores, newest first, at most `max`; a journal that cannot be read is logged
+    /// and left out.
+    pub fn history(&self, max: usize) -> Vec<RestoreStatus> {
+        self.history_journals()
+            .into_iter()
+            .rev()
+            .filter_map(|p| match journal::read(&p) {
+                Ok(entries) => entries.and_then(|e| RestoreStatus::from_entries(&e)),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot read a past restore's journal");
+                    None
+                }
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// The journals of closed restores, oldest first (restore ids sort by time).
+    fn history_journals(&self) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(self.state_dir().history())
             .ok()
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "journal"))
-            .max();
-        match newest {
-            Some(p) => Ok(journal::read(&p)?.and_then(|e| RestoreStatus::from_entries(&e))),
-            None => Ok(None),
-        }
+            .collect();
+        v.sort();
+        v
     }
 
     /// Pre-restore data directories kept in the state dir, oldest first, with their size.

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod audit;
 pub mod barman;
 pub mod catalog;
+pub mod checks;
 pub mod config;
 mod engine;
 pub mod overview;

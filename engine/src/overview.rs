@@ -94,6 +94,7 @@ pub struct ReadCache {
     window: WindowCache,
     catalog: Shared<Arc<Catalog>>,
     probe: Shared<PostgresCheck>,
+    pub(crate) checks: crate::checks::CheckCache,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -236,7 +237,7 @@ impl Engine {
 /// One read shared by concurrent callers: a caller gets the value of a read that started at or
 /// after its call, waiting for the one under way (or starting one) when the last is older.
 /// A read that yields `None` (failed) is not kept: the next caller tries again.
-struct Shared<T> {
+pub(crate) struct Shared<T> {
     last: tokio::sync::Mutex<Option<(Instant, T)>>,
 }
 
@@ -249,7 +250,7 @@ impl<T> Default for Shared<T> {
 }
 
 impl<T: Clone> Shared<T> {
-    async fn get<F, Fut>(&self, read: F) -> Option<T>
+    pub(crate) async fn get<F, Fut>(&self, read: F) -> Option<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Option<T>>,

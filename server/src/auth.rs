@@ -13,6 +13,8 @@
 //!   `Sec-Fetch-Site` must be same-origin (or none: typed by the person), and `Origin`, when
 //!   sent, must be this host.
 //! - Every sign-in, failed sign-in and sign-out goes to the audit log.
+//! - `/metrics` also opens to `Authorization: Bearer <token>` when `metrics_token_file` is set
+//!   (Prometheus has no session); without it, it needs a session like a page.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -44,6 +46,10 @@ pub const SIGN_IN_FORM: &str = "/auth/signin";
 pub const SIGN_OUT_FORM: &str = "/auth/signout";
 /// Server functions live under this prefix (Leptos' default).
 const SERVER_FN_PREFIX: &str = "/api/";
+/// The shortest metrics bearer token barkeep accepts.
+pub const MIN_METRICS_TOKEN: usize = 32;
+/// Prometheus' path.
+pub const METRICS_PATH: &str = "/metrics";
 /// Sign-in attempts per client address and minute.
 const SIGN_INS_PER_MINUTE: u32 = 10;
 
@@ -56,6 +62,8 @@ pub struct Auth {
     users_file: PathBuf,
     audit: AuditLog,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// The bearer token that opens `/metrics` without a session (Prometheus), if configured.
+    metrics_token: Option<String>,
 }
 
 impl Auth {
@@ -65,7 +73,40 @@ impl Auth {
             users_file,
             audit,
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            metrics_token: None,
         }
+    }
+
+    /// Lets `Authorization: Bearer <token>` read `/metrics`. The token is the file's first
+    /// line; a token shorter than [`MIN_METRICS_TOKEN`] characters is refused.
+    pub fn with_metrics_token_file(mut self, path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the metrics token file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim().to_owned();
+        anyhow::ensure!(
+            token.len() >= MIN_METRICS_TOKEN,
+            "the metrics token in {} is shorter than {MIN_METRICS_TOKEN} characters",
+            path.display()
+        );
+        self.metrics_token = Some(token);
+        Ok(self)
+    }
+
+    /// Whether the request carries the metrics bearer token (compared in constant time).
+    fn has_metrics_token(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.metrics_token else {
+            return false;
+        };
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
     async fn audit(&self, who: &str, from: IpAddr, what: &str, outcome: &str) {
@@ -104,8 +145,16 @@ pub fn is_public(path: &str) -> bool {
 
 /// Lets a request through only with a signed-in session, and puts the person and their
 /// address on it ([`Caller`]) for the server functions.
-pub async fn require_signed_in(session: Session, mut req: Request<Body>, next: Next) -> Response {
+pub async fn require_signed_in(
+    session: Session,
+    Extension(auth): Extension<Arc<Auth>>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
     if is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    if req.uri().path() == METRICS_PATH && auth.has_metrics_token(req.headers()) {
         return next.run(req).await;
     }
     match session.get::<User>(SESSION_USER).await {

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 mod auth;
 mod cli;
+mod live;
+mod metrics;
 mod web;
 
 #[derive(Parser)]

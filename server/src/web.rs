@@ -48,6 +48,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{self, Auth, ClientAddr};
+use crate::live;
+use app::api::live::DashboardFeed;
 
 /// A client must send a request's whole head within this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,17 +115,31 @@ pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
             "there is no users file, so nobody can sign in: create one with `barkeep user add NAME --role operator`"
         );
     }
-    let auth = Arc::new(Auth::new(
-        users_file,
-        engine::audit::AuditLog::new(engine.state_dir()),
-    ));
+    let mut auth = Auth::new(users_file, engine::audit::AuditLog::new(engine.state_dir()));
+    if let Some(path) = &engine.config().metrics_token_file {
+        auth = auth.with_metrics_token_file(path)?;
+    }
+    let auth = Arc::new(auth);
     let secure_cookie = engine.config().secure_cookie;
-    let context = ServerContext { engine };
+    let feed = DashboardFeed::start(engine.clone(), app::api::live::INTERVAL);
+    tokio::spawn(live::check_in_background(
+        engine.clone(),
+        feed.clone(),
+        live::CHECK_INTERVAL,
+    ));
+    let context = ServerContext {
+        engine: engine.clone(),
+        feed: feed.clone(),
+    };
     let routes = generate_route_list(App);
     let router = Router::new()
         .route(auth::SIGN_IN_FORM, post(auth::sign_in))
         .route(auth::SIGN_OUT_FORM, post(auth::sign_out))
         .route("/healthz", get(|| async { "ok" }))
+        .route(live::DASHBOARD_EVENTS, get(live::dashboard_events))
+        .route(auth::METRICS_PATH, get(live::metrics))
+        .layer(Extension(feed.clone()))
+        .layer(Extension(engine))
         .leptos_routes_with_context(
             &leptos_options,
             routes,
@@ -144,7 +160,12 @@ pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!("barkeep listening on http://{addr}");
-    serve_with(listener, router, Limits::default(), shutdown_signal()).await;
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Ends the dashboards' event streams, which would otherwise hold the shutdown open.
+        feed.close();
+    };
+    serve_with(listener, router, Limits::default(), shutdown).await;
     Ok(())
 }
 
@@ -163,6 +184,8 @@ pub fn route_table() -> serde_json::Value {
         "pages": pages,
         "server_functions": server_functions,
         "forms": [auth::SIGN_IN_FORM, auth::SIGN_OUT_FORM],
+        "streams": [live::DASHBOARD_EVENTS],
+        "metrics": auth::METRICS_PATH,
         "public": ["/healthz"],
     })
 }

@@ -5,16 +5,29 @@
 
 use leptos::prelude::*;
 
+mod actions;
+mod history;
+#[cfg(feature = "ssr")]
+pub mod live;
 mod restore;
+pub use actions::*;
+pub use history::*;
 pub use restore::*;
 
-use crate::model::{ActionDone, AppError, DashboardView, Identity, PostgresView};
+#[cfg(feature = "ssr")]
+use crate::model::ActionDone;
+use crate::model::{AppError, DashboardView, Identity, PostgresView};
+
+/// Where the server streams the dashboard (server-sent events, see `live`).
+pub const DASHBOARD_EVENTS: &str = "/live/dashboard";
 
 /// What the server functions get from the server binary (provided as Leptos context).
 #[cfg(feature = "ssr")]
 #[derive(Clone)]
 pub struct ServerContext {
     pub engine: engine::Engine,
+    /// The dashboard pushed to every open page; actions ask it for a fresh read when they end.
+    pub feed: live::DashboardFeed,
 }
 
 #[cfg(feature = "ssr")]
@@ -78,31 +91,26 @@ async fn audit(
 #[cfg(feature = "ssr")]
 async fn act(
     what: &'static str,
+    target: Option<String>,
     run: impl AsyncFnOnce(
         &engine::Engine,
     ) -> Result<engine::barman::CommandOutput, engine::restore::RestoreError>,
 ) -> Result<ActionDone, AppError> {
-    use engine::restore::RestoreError;
     let caller = operator()?;
     let ctx = server_context()?;
     let result = run(&ctx.engine).await;
+    ctx.feed.refresh_now();
     let outcome = match &result {
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("failed: {e}"),
     };
-    audit(&ctx, &caller, what, None, outcome).await;
+    audit(&ctx, &caller, what, target, outcome).await;
     match result {
         Ok(out) => Ok(ActionDone {
             at: chrono::Utc::now(),
             message: format!("done in {:.1} s", out.elapsed_ms as f64 / 1000.0),
         }),
-        Err(e @ (RestoreError::Busy | RestoreError::DuringRestore { .. })) => {
-            Err(AppError::Refused(e.to_string()))
-        }
-        Err(e) => {
-            tracing::error!(action = what, error = %e, "an action failed");
-            Err(AppError::ActionFailed(e.to_string()))
-        }
+        Err(e) => Err(restore::from_engine(e)),
     }
 }
 
@@ -110,18 +118,6 @@ async fn act(
 #[server]
 pub async fn whoami() -> Result<Identity, AppError> {
     signed_in().map(|c| c.identity)
-}
-
-/// Closes the current WAL segment and waits until Barman has archived it (operators).
-#[server]
-pub async fn switch_wal() -> Result<ActionDone, AppError> {
-    act("switch_wal", async |engine| engine.switch_wal_now().await).await
-}
-
-/// Takes a new base backup now and waits for it (operators).
-#[server]
-pub async fn backup_now() -> Result<ActionDone, AppError> {
-    act("backup", async |engine| engine.backup_now().await).await
 }
 
 /// Asks PostgreSQL how it is, now.
@@ -138,11 +134,31 @@ pub async fn postgres_status() -> Result<PostgresView, AppError> {
 pub async fn overview() -> Result<DashboardView, AppError> {
     signed_in()?;
     let ctx = server_context()?;
-    let overview = ctx.engine.overview().await;
-    Ok(DashboardView {
+    Ok(dashboard(&ctx.engine).await)
+}
+
+/// The dashboard as the engine sees it now: one shared read (see `Engine::overview`), the last
+/// `barman check` as kept, whether a restore is open.
+#[cfg(feature = "ssr")]
+pub async fn dashboard(engine: &engine::Engine) -> DashboardView {
+    let overview = engine.overview().await;
+    let restore_open = match engine.status() {
+        Ok(Some(s)) if s.state != engine::restore::Phase::Closed => {
+            Some(format!("{} ({})", s.restore_id, s.state.name()))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the restore journal");
+            Some("unknown: the restore journal cannot be read".to_owned())
+        }
+    };
+    DashboardView {
         postgres: views::postgres(overview.postgres),
         catalog: views::catalog(overview.read_at, overview.barman),
-    })
+        check: engine.last_barman_check().as_deref().map(views::check),
+        check_running: engine.barman_check_running(),
+        restore_open,
+    }
 }
 
 /// The engine's answers as the pages show them.
@@ -151,7 +167,30 @@ mod views {
     use chrono::{DateTime, Utc};
     use engine::overview::{BarmanOverview, OverviewError, PostgresCheck, PostgresState as Pg};
 
-    use crate::model::{AppError, BackupRow, CatalogView, PostgresState, PostgresView};
+    use crate::model::{
+        AppError, BackupRow, CatalogView, CheckLine, CheckView, PostgresState, PostgresView,
+    };
+
+    pub fn check(report: &engine::checks::CheckReport) -> CheckView {
+        CheckView {
+            started: report.started,
+            finished: report.finished,
+            ok: report.ok(),
+            passed: report
+                .result
+                .as_ref()
+                .map_or(0, |items| items.iter().filter(|i| i.ok).count()),
+            failing: report
+                .failing()
+                .into_iter()
+                .map(|i| CheckLine {
+                    name: i.name.clone(),
+                    hint: i.hint.clone(),
+                })
+                .collect(),
+            problem: report.result.as_ref().err().cloned(),
+        }
+    }
 
     pub fn postgres(check: PostgresCheck) -> PostgresView {
         let state = match check.state {
@@ -162,6 +201,9 @@ mod views {
                 archived_count: s.archiver.archived_count,
                 last_archived_wal: s.archiver.last_archived_wal,
                 failed_count: s.archiver.failed_count,
+                last_failed_wal: s.archiver.last_failed_wal,
+                last_failed_time: s.archiver.last_failed_time,
+                archive_timeout_secs: s.archive_timeout_secs,
             },
             Pg::Down { reason } => PostgresState::Down { reason },
         };

@@ -45,7 +45,7 @@ fn parse_backup_id(id: Option<String>) -> Result<Option<String>, AppError> {
 
 /// The engine's refusals and failures, in its own words, with the status they deserve.
 #[cfg(feature = "ssr")]
-fn from_engine(e: engine::restore::RestoreError) -> AppError {
+pub(super) fn from_engine(e: engine::restore::RestoreError) -> AppError {
     use engine::restore::RestoreError as E;
     match e {
         E::Target(_) => AppError::BadRequest(e.to_string()),
@@ -270,7 +270,7 @@ fn paused(ctx: &ServerContext) -> Result<(), AppError> {
 }
 
 #[cfg(feature = "ssr")]
-mod views {
+pub(super) mod views {
     use engine::restore::{Outcome, Plan, RestoreStatus, Step};
 
     use crate::model::{PlanView, RestoreView, StepView};

@@ -200,8 +200,25 @@ impl Engine {
         Ok(self.barman().switch_wal_archive().await?)
     }
 
+    /// `barman check-backup` of a backup in the catalog: whether every WAL file it needs is
+    /// archived (barman marks it FAILED when one is missing).
+    pub async fn check_backup(
+        &self,
+        backup_id: &str,
+    ) -> Result<crate::barman::CommandOutput, RestoreError> {
+        if !crate::validate::is_backup_id(backup_id) {
+            return Err(RestoreError::UnknownBackup(backup_id.to_owned()));
+        }
+        let _lock = self.exclusive().await?;
+        self.refuse_during_restore("checking a backup")?;
+        if !self.catalog()?.backups.iter().any(|b| b.id == backup_id) {
+            return Err(RestoreError::UnknownBackup(backup_id.to_owned()));
+        }
+        Ok(self.barman().check_backup(backup_id).await?)
+    }
+
     /// Actions on the live server wait for the open restore to end.
-    fn refuse_during_restore(&self, action: &'static str) -> Result<(), RestoreError> {
+    pub(crate) fn refuse_during_restore(&self, action: &'static str) -> Result<(), RestoreError> {
         if let Some(entries) = journal::read(&self.state_dir().journal())? {
             let id = RestoreStatus::from_entries(&entries)
                 .map(|s| s.restore_id)
