@@ -275,7 +275,9 @@ fn catalog_card(
             let age = read_at - t;
             let health = wal_age_health(age, archive_timeout.unwrap_or(900));
             view! {
-                <span id="wal-age" class=health.class()>{format!("{} ago", span(age))}</span>
+                <span id="wal-age" class=health.class() data-last-wal=t.to_rfc3339()>
+                    {format!("{} ago", span(age))}
+                </span>
                 <span class="muted">
                     {format!(
                         " (against archive_timeout {} s; an idle database writes no WAL, so \

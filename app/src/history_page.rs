@@ -126,6 +126,7 @@ fn kept(
                 (true, false) => {
                     let label = format!("Type {id} to discard it");
                     let input_id = format!("discard-{id}");
+                    let button_id = format!("discard-button-{id}");
                     let expected = id.clone();
                     let ready = move || confirm.with(|c| c.trim() == expected);
                     Some(
@@ -139,6 +140,7 @@ fn kept(
                                     on:input=move |ev| confirm.set(event_target_value(&ev))
                                 />
                                 <button
+                                    id=button_id
                                     class="danger small"
                                     disabled=move || !ready() || discard.pending().get()
                                     on:click=move |_| {

@@ -357,6 +357,42 @@ pub async fn sign_out(
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_the_configured_metrics_token_opens_metrics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = AuditLog::new(&engine::state_dir::StateDir::new(dir.path()));
+        let file = dir.path().join("token");
+        let bearer = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(v).expect("header"),
+            );
+            h
+        };
+        let none = Auth::new(dir.path().join("users"), audit.clone());
+        assert!(!none.has_metrics_token(&bearer("Bearer ")));
+        std::fs::write(&file, "short\n").expect("write");
+        assert!(Auth::new(dir.path().join("users"), audit.clone())
+            .with_metrics_token_file(&file)
+            .is_err());
+        let token = "0123456789abcdef0123456789abcdef";
+        std::fs::write(&file, format!("{token}\n")).expect("write");
+        let auth = Auth::new(dir.path().join("users"), audit)
+            .with_metrics_token_file(&file)
+            .expect("a long enough token");
+        assert!(auth.has_metrics_token(&bearer(&format!("Bearer {token}"))));
+        for wrong in [
+            format!("Bearer {token}x"),
+            format!("Bearer {}", &token[1..]),
+            format!("Basic {token}"),
+            token.to_owned(),
+        ] {
+            assert!(!auth.has_metrics_token(&bearer(&wrong)), "{wrong}");
+        }
+        assert!(!auth.has_metrics_token(&HeaderMap::new()));
+    }
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {

@@ -19,10 +19,17 @@ use std::time::Duration;
 use barkeep_testkit::{tail_of, Sandbox, SandboxOptions};
 
 /// Server functions a viewer may call: they read and change nothing.
-const READ_ONLY: [&str; 4] = ["whoami", "overview", "postgres_status", "restore_status"];
+const READ_ONLY: [&str; 5] = [
+    "whoami",
+    "overview",
+    "postgres_status",
+    "restore_status",
+    "history",
+];
 /// Arguments that every server function can decode (unknown fields are ignored), so that a
 /// refusal is about who asks, not about what was sent.
-const ANY_ARGS: &str = "target=2026-01-01+00%3A00%3A00%2B00%3A00&sql=SELECT+1&confirm_database=x";
+const ANY_ARGS: &str = "target=2026-01-01+00%3A00%3A00%2B00%3A00&sql=SELECT+1&confirm_database=x\
+                        &backup_id=20260101T000000&restore_id=r20260101T000000000Z&confirm=x";
 
 struct Answer {
     status: u16,
@@ -69,6 +76,37 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
         status,
         head: head.to_owned(),
         body: body.to_owned(),
+    }
+}
+
+/// The head of a server-sent event stream and its first event's data (the stream never ends:
+/// read until one whole event has arrived).
+fn first_event(port: u16, path: &str, cookie: (&str, &str)) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to barkeep");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{}: {}\r\nAccept: text/event-stream\r\n\r\n",
+        cookie.0, cookie.1
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).expect("read the stream");
+        assert!(n > 0, "the stream ended before its first event");
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            if let Some(data) = body
+                .split("data: ")
+                .nth(1)
+                .and_then(|d| d.split_once('\n'))
+                .map(|(line, _)| line.trim_end().to_owned())
+            {
+                return (head.to_owned(), data);
+            }
+        }
     }
 }
 
@@ -223,10 +261,12 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
         .iter()
         .find(|(p, _)| p.trim_start_matches("/api/").starts_with("restore_plan"))
         .expect("a restore_plan server function");
+    // Processes started for requests (the background `barman check` is not one).
     let spawned = || {
         std::fs::read_to_string(sb.barkeep_log())
             .unwrap_or_default()
-            .matches("spawned command=")
+            .lines()
+            .filter(|l| l.contains("spawned command=") && !l.contains(" check "))
             .count()
     };
     let before = spawned();
@@ -361,6 +401,33 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
         }
     }
     assert!(refused >= 2, "no acting server function was checked");
+
+    // The live dashboard's event stream and /metrics: 401 without a session; a viewer reads
+    // both (they change nothing).
+    for path in routes["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|p| p.as_str())
+    {
+        assert_eq!(http(port, "GET", path, &[], "").status, 401, "GET {path}");
+        let (head, event) = first_event(port, path, cookie);
+        assert!(head.contains("text/event-stream"), "{head}");
+        let view: serde_json::Value =
+            serde_json::from_str(&event).unwrap_or_else(|e| panic!("{e}: {event}"));
+        assert!(view["postgres"]["state"]["Up"].is_object(), "{event}");
+    }
+    let metrics = routes["metrics"].as_str().expect("the metrics path");
+    assert_eq!(http(port, "GET", metrics, &[], "").status, 401);
+    let m = http(port, "GET", metrics, &[cookie], "");
+    assert_eq!(m.status, 200, "{}", m.head);
+    for line in ["barkeep_postgres_up 1", "barkeep_backups{status=\"DONE\"}"] {
+        assert!(
+            m.body.contains(line),
+            "{line} missing from /metrics:\n{}",
+            m.body
+        );
+    }
 
     // Sign-out ends the session for good.
     let a = http(port, "POST", "/auth/signout", &[cookie], "");

@@ -26,6 +26,7 @@ pub async fn backup_now() -> Result<ActionDone, AppError> {
 /// `barman check-backup` of one backup: are all the WAL files it needs archived (operators).
 #[server]
 pub async fn check_backup(backup_id: String) -> Result<ActionDone, AppError> {
+    operator()?;
     if !engine::validate::is_backup_id(&backup_id) {
         return Err(AppError::BadRequest(
             "that is not a backup id: they look like 20261126T093000 (see the backup list)".into(),

@@ -1,14 +1,15 @@
 //! The web app in a real browser: barkeep serving the sandbox, the dashboard loaded in headless
 //! Debian chromium through chromedriver (fantoccini), the live PostgreSQL version on the page, and
-//! HYDRATION proven by clicking a button whose result only a hydrated page can show (the server
-//! function's answer, "Checked again at ..."). A page that renders on the server but never
-//! hydrates (a broken wasm bundle, e.g. the one Debian's binaryen 108 makes) fails this test.
+//! HYDRATION proven by what only a hydrated page can show: the live stream's "Live: read at"
+//! (the wasm opened the event stream and drew a pushed read), then a WAL switch whose new WAL
+//! age arrives without a reload. A page that renders on the server but never hydrates (a broken
+//! wasm bundle, e.g. the one Debian's binaryen 108 makes) fails this test.
 //!
 //! Needs `scripts/sandbox install` (root), chromium + chromium-driver, and the release build
 //! (`cargo leptos build --release`: `$CARGO_TARGET_DIR/release/barkeep` and `<repo>/target/site`).
 //! Run as the unprivileged user: `runuser -u barkeep -- <this test binary>`.
-//! `BARKEEP_SCREENSHOT_DIR=<dir>` saves the pages as `<dir>/signin.png` and `<dir>/dashboard.png`
-//! (also when it fails).
+//! `BARKEEP_SCREENSHOT_DIR=<dir>` saves every page and state as `<dir>/<name>.png` (also when a
+//! test fails): sign-in, dashboard (laptop and 360 px phone width), history, the wizard's states.
 //!
 //! Before the dashboard: barkeep sends a browser without a session to the sign-in page, refuses
 //! a wrong password in words, and lets the sandbox's operator in.
@@ -24,7 +25,7 @@ const HYDRATION_BUDGET: Duration = Duration::from_secs(30);
 const BROWSER_BUDGET: Duration = Duration::from_secs(120);
 
 #[test]
-fn dashboard_shows_live_postgres_and_hydrates() {
+fn the_dashboard_is_live_and_its_actions_work() {
     let t0 = Instant::now();
     let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
     let url = sb.http_url();
@@ -36,7 +37,10 @@ fn dashboard_shows_live_postgres_and_hydrates() {
     );
     in_browser(&sb, BROWSER_BUDGET, "dashboard.png", async |client| {
         sign_in(client, &url, &operator).await?;
-        check_dashboard(client, &url, &pg_version).await
+        check_dashboard(client, &url, &pg_version).await?;
+        check_actions(client).await?;
+        check_history(client, &url).await?;
+        on_a_phone(client, &url).await
     });
     eprintln!(
         "[browser] dashboard rendered and hydrated; {:.1} s in all",
@@ -159,7 +163,8 @@ async fn sign_in(
     Ok(())
 }
 
-/// The page: "barkeep", the live version in #pg-version, then hydration via #refresh-postgres.
+/// The page: "barkeep", the live version in #pg-version, the backups, then hydration and the
+/// live stream via #live-state.
 async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result<(), String> {
     let t0 = Instant::now();
     client
@@ -205,58 +210,116 @@ async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result
         return Err(format!("no recovery window on the page: {window:?}"));
     }
 
-    // Server rendering cannot produce this text: it appears only when the hydrated page runs the
-    // button's server action and shows its answer.
-    let before = text_of(client, Locator::Id("refresh-result")).await?;
-    if before.contains("Checked again at") {
+    // Server rendering cannot produce this text: only the hydrated page, having opened the
+    // event stream and drawn a pushed read, says it.
+    let before = text_of(client, Locator::Id("live-state")).await?;
+    let started = Instant::now();
+    if let Err(e) = wait_for_text(
+        client,
+        "live-state",
+        "Live: read at",
+        HYDRATION_BUDGET.as_secs(),
+    )
+    .await
+    {
+        let diagnosis = diagnose(client).await;
         return Err(format!(
-            "#refresh-result says {before:?} before any click: the test would prove nothing"
+            "the page did not hydrate and go live (it said {before:?} first): {e}\n{diagnosis}"
         ));
     }
+    eprintln!(
+        "[browser] hydrated and live after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let axis = text_of(client, Locator::Css("#recovery-axis figcaption")).await?;
+    if !axis.contains("restorable") || !axis.contains("now") {
+        return Err(format!("the time axis is not drawn: {axis:?}"));
+    }
+    Ok(())
+}
 
-    let started = Instant::now();
-    let mut clicks = 0u32;
-    let mut last_problem = String::new();
+/// The operator's actions, watched on the live page (never reloaded here): a WAL switch makes
+/// the newest WAL newer; `barman check` on demand shows its result.
+async fn check_actions(client: &Client) -> Result<(), String> {
+    let last_wal = async || {
+        client
+            .find(Locator::Id("wal-age"))
+            .await
+            .map_err(|e| format!("no #wal-age: {e}"))?
+            .attr("data-last-wal")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "#wal-age has no data-last-wal".to_owned())
+    };
+    let before = last_wal().await?;
+    click(client, "switch-wal").await?;
+    wait_for_text(client, "switch-wal-result", "Done at", 60).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match client.find(Locator::Id("refresh-postgres")).await {
-            Ok(button) => match button.click().await {
-                Ok(()) => clicks += 1,
-                Err(e) => last_problem = format!("click: {e}"),
-            },
-            Err(e) => last_problem = format!("no #refresh-postgres: {e}"),
+        let now = last_wal().await?;
+        if now > before {
+            let age = text_of(client, Locator::Id("wal-age")).await?;
+            eprintln!(
+                "[browser] after the WAL switch the newest WAL is {now} ({age}), was {before}"
+            );
+            break;
         }
-        // Give this click a second to come back before clicking again.
-        let round = Instant::now();
-        while round.elapsed() < Duration::from_secs(1) {
-            let result = text_of(client, Locator::Id("refresh-result")).await?;
-            if result.contains("Checked again at") {
-                eprintln!(
-                    "[browser] hydrated: #refresh-result {result:?} after {clicks} click(s), {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
-            if result.contains("The check failed") {
-                return Err(format!(
-                    "the page hydrated but the server function failed: {result:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if started.elapsed() >= HYDRATION_BUDGET {
-            let diagnosis = diagnose(client).await;
+        if Instant::now() > deadline {
             return Err(format!(
-                "the page did not hydrate: {clicks} click(s) on #refresh-postgres in {} s and \
-                 #refresh-result never said \"Checked again at\" (last problem: {}).\n{diagnosis}",
-                HYDRATION_BUDGET.as_secs(),
-                if last_problem.is_empty() {
-                    "none"
-                } else {
-                    &last_problem
-                },
+                "the WAL switch finished but the live page still shows the newest WAL of {now}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    click(client, "run-check").await?;
+    wait_for_text(client, "check-result", "passed", 90).await?;
+    let check = text_of(client, Locator::Id("check-result")).await?;
+    eprintln!("[browser] barman check: {check:?}");
+    save_screenshot(client, "dashboard.png").await
+}
+
+/// The History page lists what the operator did, in the audit log.
+async fn check_history(client: &Client, url: &str) -> Result<(), String> {
+    client
+        .goto(&format!("{url}history"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for(client, Locator::Id("audit-log"), 15).await?;
+    let audit = text_of(client, Locator::Id("audit-log")).await?;
+    for what in ["sign_in", "switch_wal", "barman_check"] {
+        if !audit.contains(what) {
+            return Err(format!(
+                "the audit log on the History page lacks {what}: {audit}"
             ));
         }
     }
+    save_screenshot(client, "history.png").await
+}
+
+/// At 360 px the dashboard fits the screen: nothing wider than it but what scrolls inside a
+/// card (the tables).
+async fn on_a_phone(client: &Client, url: &str) -> Result<(), String> {
+    client
+        .set_window_size(360, 800)
+        .await
+        .map_err(|e| format!("cannot resize the window: {e}"))?;
+    client.goto(url).await.map_err(|e| e.to_string())?;
+    wait_for_text(client, "live-state", "Live: read at", 30).await?;
+    let width = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (page, window) = (width[0].as_i64(), width[1].as_i64());
+    save_screenshot(client, "dashboard-phone.png").await?;
+    if page > window {
+        return Err(format!(
+            "at 360 px the page is {page:?} px wide in a {window:?} px window"
+        ));
+    }
+    Ok(())
 }
 
 /// The rendered text of the first element matching `loc`.
@@ -372,7 +435,8 @@ fn the_seed_scenario_through_the_wizard() {
         "restore-end.png",
         async |client| {
             sign_in(client, &url, &operator).await?;
-            restore_through_the_wizard(client, &url, &target, &orders).await
+            let id = restore_through_the_wizard(client, &url, &target, &orders, &operator).await?;
+            discard_what_it_set_aside(client, &url, &id, &sb.state_dir()).await
         },
     );
     // From outside: every order is back, archiving is on, and PostgreSQL serves on a new timeline.
@@ -381,12 +445,49 @@ fn the_seed_scenario_through_the_wizard() {
     assert_eq!(sb.psql("SHOW archive_command"), sb.archive_command());
 }
 
+/// Returns the restore's id.
 async fn restore_through_the_wizard(
     client: &Client,
     url: &str,
     target: &str,
     orders: &str,
-) -> Result<(), String> {
+    operator: &(String, String),
+) -> Result<String, String> {
+    let id = start_in_the_wizard(client, url, target).await?;
+    save_screenshot(client, "restore-running.png").await?;
+    a_second_browser_sees(url, operator, &id).await?;
+    client.refresh().await.map_err(|e| e.to_string())?;
+    wait_for_text(client, "restore-state", "paused at", 240).await?;
+    let steps = text_of(client, Locator::Id("restore-steps")).await?;
+    for step in [
+        "plan",
+        "archive",
+        "stop",
+        "set_aside",
+        "recover",
+        "start_paused",
+    ] {
+        if !steps.contains(step) {
+            return Err(format!("the steps table lacks {step}: {steps}"));
+        }
+    }
+    // Verify: the rows are back on the paused server.
+    let rows = query_the_paused_server(client, "SELECT count(*) FROM orders").await?;
+    if rows.trim() != orders {
+        return Err(format!(
+            "the paused server has {rows:?} orders, {orders} were there at the target"
+        ));
+    }
+    save_screenshot(client, "restore-paused.png").await?;
+    click(client, "accept-restore").await?;
+    wait_for_text(client, "last-restore", "accepted", 120).await?;
+    eprintln!("[browser] restored to {target} through the wizard: {orders} orders, accepted");
+    Ok(id)
+}
+
+/// On the restore page: the target typed, the plan read, the database's name typed, started.
+/// Returns the restore's id once the page says it runs.
+async fn start_in_the_wizard(client: &Client, url: &str, target: &str) -> Result<String, String> {
     let page = format!("{url}restore");
     client.goto(&page).await.map_err(|e| e.to_string())?;
     wait_for(client, Locator::Id("target"), 30).await?;
@@ -412,48 +513,189 @@ async fn restore_through_the_wizard(
         .await
         .map_err(|e| e.to_string())?;
     click(client, "start-restore").await?;
-    // The steps, then paused; a reload on the way shows the same restore (the journal's).
     wait_for_text(client, "restore-state", "is running", 60).await?;
-    save_screenshot(client, "restore-running.png").await?;
-    client.refresh().await.map_err(|e| e.to_string())?;
-    wait_for_text(client, "restore-state", "paused at", 240).await?;
-    let steps = text_of(client, Locator::Id("restore-steps")).await?;
-    for step in [
-        "plan",
-        "archive",
-        "stop",
-        "set_aside",
-        "recover",
-        "start_paused",
-    ] {
-        if !steps.contains(step) {
-            return Err(format!("the steps table lacks {step}: {steps}"));
-        }
-    }
-    // Verify: the rows are back on the paused server.
+    let state = text_of(client, Locator::Id("restore-state")).await?;
+    Ok(state
+        .split_whitespace()
+        .find(|w| w.starts_with('r') && w[1..].starts_with("20"))
+        .ok_or_else(|| format!("no restore id in {state:?}"))?
+        .to_owned())
+}
+
+/// Runs `sql` on the paused server from the restore page; the result table's text.
+async fn query_the_paused_server(client: &Client, sql: &str) -> Result<String, String> {
     wait_for(client, Locator::Id("verify-sql"), 10).await?;
     until_hydrated(|| async {
-        type_into(client, "verify-sql", "SELECT count(*) FROM orders").await?;
+        type_into(client, "verify-sql", sql).await?;
         click(client, "run-query").await?;
         wait_for(client, Locator::Css("#query-result tbody"), 3)
             .await
             .map(|_| ())
     })
     .await?;
-    let rows = wait_for(client, Locator::Css("#query-result tbody"), 30)
+    wait_for(client, Locator::Css("#query-result tbody"), 30)
+        .await?
+        .text()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A restore rolled back from the browser loses nothing: after it, every table is what it was
+/// before the restore started, to the byte (checksums), the writes made after the target
+/// included; the paused copy really was the older state.
+#[test]
+fn a_rollback_through_the_wizard_loses_nothing() {
+    let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
+    let url = sb.http_url();
+    let operator = sb.operator();
+    let orders_at_target = sb.psql("SELECT count(*) FROM orders");
+    std::thread::sleep(Duration::from_millis(1100));
+    let target =
+        sb.psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'");
+    std::thread::sleep(Duration::from_millis(1100));
+    // Writes after the target: the restore would lose them; the rollback must keep them.
+    sb.psql(
+        "INSERT INTO orders (customer_id, amount, status) \
+         SELECT customer_id, amount, status FROM orders LIMIT 25",
+    );
+    // Every table of the database, each as one md5 of its rows in order.
+    let checksums = |sb: &Sandbox| {
+        sb.psql("SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
+            .split_whitespace()
+            .map(|t| {
+                let sum = sb.psql(&format!(
+                    "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM public.{t} t"
+                ));
+                format!("{t}={sum}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let before = checksums(&sb);
+    assert!(
+        before.contains("orders="),
+        "no checksum of orders: {before}"
+    );
+    let orders_now = sb.psql("SELECT count(*) FROM orders");
+    assert_ne!(
+        orders_now, orders_at_target,
+        "the insert after the target inserted nothing"
+    );
+    in_browser(
+        &sb,
+        Duration::from_secs(300),
+        "rollback-end.png",
+        async |client| {
+            sign_in(client, &url, &operator).await?;
+            start_in_the_wizard(client, &url, &target).await?;
+            wait_for_text(client, "restore-state", "paused at", 240).await?;
+            let rows = query_the_paused_server(client, "SELECT count(*) FROM orders").await?;
+            if rows.trim() != orders_at_target {
+                return Err(format!(
+                    "the paused copy has {rows:?} orders; at the target there were {orders_at_target}"
+                ));
+            }
+            click(client, "rollback-restore").await?;
+            wait_for_text(client, "last-restore", "rolled back", 180).await?;
+            eprintln!("[browser] rolled back from the wizard");
+            Ok(())
+        },
+    );
+    assert_eq!(checksums(&sb), before, "the rollback changed the data");
+    assert_eq!(sb.psql("SELECT count(*) FROM orders"), orders_now);
+    assert_eq!(sb.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(sb.psql("SHOW archive_command"), sb.archive_command());
+}
+
+/// Another person, in another browser (its own chromium, profile and session), opens the
+/// restore page in the middle of the restore and sees the same restore: the page shows the
+/// engine's journal, not the first browser's state.
+async fn a_second_browser_sees(
+    url: &str,
+    operator: &(String, String),
+    restore_id: &str,
+) -> Result<(), String> {
+    let driver = ChromeDriver::try_start()?;
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(driver.capabilities())
+        .connect(&driver.url())
+        .await
+        .map_err(|e| format!("no second WebDriver session: {e}"))?;
+    let seen = async {
+        sign_in(&client, url, operator).await?;
+        client
+            .goto(&format!("{url}restore"))
+            .await
+            .map_err(|e| e.to_string())?;
+        wait_for_text(&client, "restore-state", restore_id, 30).await?;
+        save_screenshot(&client, "restore-second-browser.png").await
+    }
+    .await;
+    let _ = client.close().await;
+    seen.map_err(|e| format!("the second browser: {e}"))?;
+    eprintln!("[browser] a second browser shows restore {restore_id} too");
+    Ok(())
+}
+
+/// After the accept, the data directory the restore set aside is on the History page; the
+/// operator types its id and discards it, and it is gone from the disk.
+async fn discard_what_it_set_aside(
+    client: &Client,
+    url: &str,
+    restore_id: &str,
+    state_dir: &std::path::Path,
+) -> Result<(), String> {
+    let kept = state_dir.join("pre-restore").join(restore_id);
+    if !kept.is_dir() {
+        return Err(format!(
+            "the accepted restore kept nothing at {}",
+            kept.display()
+        ));
+    }
+    client
+        .goto(&format!("{url}history"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let list = wait_for(client, Locator::Id("kept-list"), 15)
         .await?
         .text()
         .await
         .map_err(|e| e.to_string())?;
-    if rows.trim() != orders {
+    if !list.contains(restore_id) || !list.contains("MiB") {
         return Err(format!(
-            "the paused server has {rows:?} orders, {orders} were there at the target"
+            "the History page does not list {restore_id} with its size: {list:?}"
         ));
     }
-    save_screenshot(client, "restore-paused.png").await?;
-    click(client, "accept-restore").await?;
-    wait_for_text(client, "last-restore", "accepted", 120).await?;
-    eprintln!("[browser] restored to {target} through the wizard: {orders} orders, accepted");
+    let button = format!("discard-button-{restore_id}");
+    until_hydrated(|| async {
+        type_into(client, &format!("discard-{restore_id}"), restore_id).await?;
+        let enabled = client
+            .find(Locator::Id(&button))
+            .await
+            .map_err(|e| e.to_string())?
+            .is_enabled()
+            .await
+            .map_err(|e| e.to_string())?;
+        if enabled {
+            Ok(())
+        } else {
+            Err("the discard button is still disabled".to_owned())
+        }
+    })
+    .await?;
+    save_screenshot(client, "history-discard.png").await?;
+    click(client, &button).await?;
+    wait_for(client, Locator::Id("kept-none"), 60).await?;
+    if kept.exists() {
+        return Err(format!(
+            "{} is still on disk after the discard",
+            kept.display()
+        ));
+    }
+    eprintln!(
+        "[browser] discarded {} from the History page",
+        kept.display()
+    );
     Ok(())
 }
 
