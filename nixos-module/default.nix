@@ -117,7 +117,7 @@ let
         server
         barmanBin
         ;
-      inherit (cfg) stateDir usersFile database;
+      inherit (cfg) stateDir usersFile metricsTokenFile database;
       dataDir = pgCfg.dataDir;
       port = pgPort;
       barmanConfig = barmanConfFile;
@@ -239,6 +239,18 @@ in
         (the password is asked for, or read from stdin; never from the command line). Every page
         needs a signed-in user, on loopback too. Required when
         [](#opt-services.barkeep.listenAddress) is not a loopback address.
+      '';
+    };
+
+    metricsTokenFile = mkOption {
+      type = types.nullOr externalPath;
+      default = null;
+      example = "/run/secrets/barkeep-metrics-token";
+      description = ''
+        A file whose first line (at least 32 characters) is a bearer token that lets Prometheus
+        read `/metrics` without a session (`Authorization: Bearer <token>`). Outside the Nix
+        store, readable by the `postgres` user. When null, `/metrics` needs a signed-in session
+        like every page.
       '';
     };
 

@@ -118,6 +118,7 @@ rec {
       listen,
       stateDir,
       usersFile ? null,
+      metricsTokenFile ? null,
       dataDir,
       pgBinDir,
       port,
@@ -136,6 +137,7 @@ rec {
       state_dir = stateDir;
     }
     // lib.optionalAttrs (usersFile != null) { users_file = usersFile; }
+    // lib.optionalAttrs (metricsTokenFile != null) { metrics_token_file = metricsTokenFile; }
     // {
       postgres = {
         data_dir = dataDir;

@@ -34,13 +34,13 @@ pub fn provide_browser_clock() {
 }
 
 /// `t` in the browser's zone with its offset (`2026-11-27 11:00:00 +01:00`); `None` on the
-/// server.
+/// server, and in a browser whose zone is UTC (UTC alone says it all).
 pub fn browser_time(t: DateTime<Utc>) -> Option<String> {
     #[cfg(feature = "hydrate")]
     {
         let ms = t.timestamp_millis() as f64;
         let minutes = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms)).get_timezone_offset();
-        if minutes.is_nan() {
+        if minutes.is_nan() || minutes == 0.0 {
             return None;
         }
         // getTimezoneOffset is UTC minus local, in minutes.

@@ -549,8 +549,15 @@ fn check_card(
                 >
                     "Run barman check now"
                 </button>
-                <p class="error" role="alert">
-                    {move || action.value().get().and_then(Result::err).map(|e| e.to_string())}
+                <p id="run-check-result" role="status">
+                    {move || action.value().get().map(|r| match r {
+                        Ok(c) => format!(
+                            "Checked at {} UTC: {}",
+                            c.finished.format("%H:%M:%S"),
+                            if c.ok { "every check passed" } else { "problems found, listed above" }
+                        ),
+                        Err(e) => e.to_string(),
+                    })}
                 </p>
             })}
         </section>

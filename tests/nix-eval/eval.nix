@@ -126,6 +126,7 @@ let
           port = 9090;
           openFirewall = true;
           usersFile = "/run/secrets/barkeep-users";
+          metricsTokenFile = "/run/secrets/barkeep-metrics-token";
           stateDir = "/srv/barkeep";
           verifyRole = "verify_app";
           postgresqlStartTimeout = "infinity";
@@ -251,6 +252,9 @@ let
   typeErrors = {
     usersFileInStore = [ { services.barkeep.usersFile = "${builtins.storeDir}/aaaa-users"; } ];
     usersFileRelative = [ { services.barkeep.usersFile = "users"; } ];
+    metricsTokenInStore = [
+      { services.barkeep.metricsTokenFile = "${builtins.storeDir}/aaaa-token"; }
+    ];
     stateDirRelative = [ { services.barkeep.stateDir = "var/lib/barkeep"; } ];
     verifyRoleNotPlain = [ { services.barkeep.verifyRole = "v; DROP"; } ];
     startTimeoutZero = [ { services.barkeep.postgresqlStartTimeout = 0; } ];

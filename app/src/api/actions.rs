@@ -5,13 +5,13 @@
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use super::{act, audit, operator, server_context};
+use super::{act, audit, detached, operator, server_context};
 use crate::model::{ActionDone, AppError, CheckView};
 
 /// Closes the current WAL segment and waits until Barman has archived it (operators).
 #[server]
 pub async fn switch_wal() -> Result<ActionDone, AppError> {
-    act("switch_wal", None, async |engine| {
+    act("switch_wal", None, |engine| async move {
         engine.switch_wal_now().await
     })
     .await
@@ -20,7 +20,12 @@ pub async fn switch_wal() -> Result<ActionDone, AppError> {
 /// Takes a new base backup now and waits for it (operators).
 #[server]
 pub async fn backup_now() -> Result<ActionDone, AppError> {
-    act("backup", None, async |engine| engine.backup_now().await).await
+    act(
+        "backup",
+        None,
+        |engine| async move { engine.backup_now().await },
+    )
+    .await
 }
 
 /// `barman check-backup` of one backup: are all the WAL files it needs archived (operators).
@@ -33,7 +38,7 @@ pub async fn check_backup(backup_id: String) -> Result<ActionDone, AppError> {
         ));
     }
     let target = Some(backup_id.clone());
-    act("check_backup", target, async move |engine| {
+    act("check_backup", target, |engine| async move {
         engine.check_backup(&backup_id).await
     })
     .await
@@ -45,27 +50,30 @@ pub async fn check_backup(backup_id: String) -> Result<ActionDone, AppError> {
 pub async fn barman_check_now() -> Result<CheckView, AppError> {
     let caller = operator()?;
     let ctx = server_context()?;
-    let result = ctx.engine.barman_check_now().await;
-    ctx.feed.refresh_now();
-    let (outcome, answer) = match result {
-        Ok(report) => {
-            let view = super::views::check(&report);
-            let outcome = if view.ok {
-                "ok".to_owned()
-            } else if let Some(p) = &view.problem {
-                format!("barman could not run: {p}")
-            } else {
-                format!("{} check(s) failed", view.failing.len())
-            };
-            (outcome, Ok(view))
-        }
-        Err(e) => (
-            format!("refused: {e}"),
-            Err(AppError::Refused(e.to_string())),
-        ),
-    };
-    audit(&ctx, &caller, "barman_check", None, outcome).await;
-    answer
+    detached(async move {
+        let result = ctx.engine.barman_check_now().await;
+        ctx.feed.refresh_now();
+        let (outcome, answer) = match result {
+            Ok(report) => {
+                let view = super::views::check(&report);
+                let outcome = if view.ok {
+                    "ok".to_owned()
+                } else if let Some(p) = &view.problem {
+                    format!("barman could not run: {p}")
+                } else {
+                    format!("{} check(s) failed", view.failing.len())
+                };
+                (outcome, Ok(view))
+            }
+            Err(e) => (
+                format!("refused: {e}"),
+                Err(AppError::Refused(e.to_string())),
+            ),
+        };
+        audit(&ctx, &caller, "barman_check", None, outcome).await;
+        answer
+    })
+    .await?
 }
 
 /// Deletes a data directory a closed restore set aside (operators). The person types the
@@ -79,18 +87,22 @@ pub async fn discard_kept_data_dir(restore_id: String, confirm: String) -> Resul
             "type the restore id {restore_id:?} to confirm; nothing was deleted"
         )));
     }
-    let result = ctx.engine.discard_pre_restore(&restore_id).await;
-    let outcome = match &result {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("failed: {e}"),
-    };
-    audit(
-        &ctx,
-        &caller,
-        "discard_pre_restore",
-        Some(restore_id),
-        outcome,
-    )
-    .await;
+    let result = detached(async move {
+        let result = ctx.engine.discard_pre_restore(&restore_id).await;
+        let outcome = match &result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("failed: {e}"),
+        };
+        audit(
+            &ctx,
+            &caller,
+            "discard_pre_restore",
+            Some(restore_id),
+            outcome,
+        )
+        .await;
+        result
+    })
+    .await?;
     result.map_err(super::restore::from_engine)
 }

@@ -88,23 +88,35 @@ async fn audit(
 }
 
 /// An action on the live server, audited; the engine's refusal or failure in its own words.
+/// It runs in a task of its own ([`detached`]): a browser that goes away (a reload, another
+/// page) neither kills the barman it started nor loses its line in the audit log.
 #[cfg(feature = "ssr")]
-async fn act(
+async fn act<F, Fut>(
     what: &'static str,
     target: Option<String>,
-    run: impl AsyncFnOnce(
-        &engine::Engine,
-    ) -> Result<engine::barman::CommandOutput, engine::restore::RestoreError>,
-) -> Result<ActionDone, AppError> {
+    run: F,
+) -> Result<ActionDone, AppError>
+where
+    F: FnOnce(engine::Engine) -> Fut,
+    Fut: std::future::Future<
+            Output = Result<engine::barman::CommandOutput, engine::restore::RestoreError>,
+        > + Send
+        + 'static,
+{
     let caller = operator()?;
     let ctx = server_context()?;
-    let result = run(&ctx.engine).await;
-    ctx.feed.refresh_now();
-    let outcome = match &result {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => format!("failed: {e}"),
-    };
-    audit(&ctx, &caller, what, target, outcome).await;
+    let op = run(ctx.engine.clone());
+    let result = detached(async move {
+        let result = op.await;
+        ctx.feed.refresh_now();
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("failed: {e}"),
+        };
+        audit(&ctx, &caller, what, target, outcome).await;
+        result
+    })
+    .await?;
     match result {
         Ok(out) => Ok(ActionDone {
             at: chrono::Utc::now(),
@@ -112,6 +124,18 @@ async fn act(
         }),
         Err(e) => Err(restore::from_engine(e)),
     }
+}
+
+/// Runs `work` to its end in a task of its own, whatever happens to the request that asked
+/// for it, and waits for it.
+#[cfg(feature = "ssr")]
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::spawn(work).await.map_err(|e| {
+        tracing::error!(error = %e, "an action's task stopped");
+        AppError::Internal
+    })
 }
 
 /// Who is signed in.

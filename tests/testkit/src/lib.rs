@@ -663,6 +663,11 @@ impl Drop for ChromeDriver {
 /// `chromedriver --port=PORT` in its own process group, with HOME and the XDG directories under
 /// `dir/home`, its log in `dir/chromedriver.log` and its (and chromium's) output in
 /// `dir/output.log`.
+/// The time zone the test browser runs in.
+pub const BROWSER_TZ: &str = "America/Sao_Paulo";
+/// Its UTC offset as the pages write it.
+pub const BROWSER_OFFSET: &str = "-03:00";
+
 fn spawn_chromedriver(
     driver_bin: &Path,
     dir: &Path,
@@ -701,6 +706,10 @@ fn spawn_chromedriver(
         .env("XDG_DATA_HOME", home.join(".local/share"))
         .env("XDG_STATE_HOME", home.join(".local/state"))
         .env("XDG_RUNTIME_DIR", home.join("runtime"))
+        // The browser's own zone is not UTC, as for most people: the pages must show times in
+        // it (beside UTC) and read what is typed in it. São Paulo has had no daylight saving
+        // time since 2019: always -03:00.
+        .env("TZ", BROWSER_TZ)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out)

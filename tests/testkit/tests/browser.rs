@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use barkeep_testkit::{tail_of, ChromeDriver, Sandbox, SandboxOptions};
+use barkeep_testkit::{tail_of, ChromeDriver, Sandbox, SandboxOptions, BROWSER_OFFSET};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// How long the page may take to hydrate (the click is retried until then).
@@ -231,6 +231,14 @@ async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result
         "[browser] hydrated and live after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Times in the browser's own zone, UTC beside them.
+    let window = text_of(client, Locator::Id("recovery-window")).await?;
+    if !window.contains(BROWSER_OFFSET) || !window.contains("UTC") {
+        return Err(format!(
+            "the recovery window is not shown in the browser's zone ({BROWSER_OFFSET}) and UTC: \
+             {window:?}"
+        ));
+    }
     let axis = text_of(client, Locator::Css("#recovery-axis figcaption")).await?;
     if !axis.contains("restorable") || !axis.contains("now") {
         return Err(format!("the time axis is not drawn: {axis:?}"));
@@ -271,8 +279,9 @@ async fn check_actions(client: &Client) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The background check may have passed already: the answer to this click is what counts.
     click(client, "run-check").await?;
-    wait_for_text(client, "check-result", "passed", 90).await?;
+    wait_for_text(client, "run-check-result", "every check passed", 90).await?;
     let check = text_of(client, Locator::Id("check-result")).await?;
     eprintln!("[browser] barman check: {check:?}");
     save_screenshot(client, "dashboard.png").await
