@@ -33,27 +33,54 @@ pub fn provide_browser_clock() {
     Effect::new(move |_| clock.set(true));
 }
 
-/// `t` in the browser's zone with its offset (`2026-11-27 11:00:00 +01:00`); `None` on the
-/// server, and in a browser whose zone is UTC (UTC alone says it all).
-pub fn browser_time(t: DateTime<Utc>) -> Option<String> {
+/// The browser's UTC offset at `t`; `None` on the server.
+fn browser_offset(t: DateTime<Utc>) -> Option<chrono::FixedOffset> {
     #[cfg(feature = "hydrate")]
     {
         let ms = t.timestamp_millis() as f64;
         let minutes = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms)).get_timezone_offset();
-        if minutes.is_nan() || minutes == 0.0 {
+        if minutes.is_nan() {
             return None;
         }
         // getTimezoneOffset is UTC minus local, in minutes.
-        let offset = chrono::FixedOffset::east_opt(-(minutes as i32) * 60)?;
-        Some(
-            t.with_timezone(&offset)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string(),
-        )
+        chrono::FixedOffset::east_opt(-(minutes as i32) * 60)
     }
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = t;
+        None
+    }
+}
+
+/// `t` in the browser's zone with its offset (`2026-11-27 11:00:00 +01:00`); `None` on the
+/// server, and in a browser whose zone is UTC (UTC alone says it all).
+pub fn browser_time(t: DateTime<Utc>) -> Option<String> {
+    let offset = browser_offset(t).filter(|o| o.local_minus_utc() != 0)?;
+    Some(
+        t.with_timezone(&offset)
+            .format("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+    )
+}
+
+/// `t` written as a restore target in the browser's zone, to the second, with its offset
+/// (`2026-11-27 11:00:00+01:00`); in UTC on the server.
+pub fn as_target(t: DateTime<Utc>) -> String {
+    let offset = browser_offset(t).unwrap_or_else(|| chrono::Offset::fix(&Utc));
+    t.with_timezone(&offset)
+        .format("%Y-%m-%d %H:%M:%S%:z")
+        .to_string()
+}
+
+/// Now, by the browser's clock (`Date.now()`); `None` on the server. (`chrono::Utc::now` has no
+/// clock to read in this wasm build.)
+pub fn browser_now() -> Option<DateTime<Utc>> {
+    #[cfg(feature = "hydrate")]
+    {
+        DateTime::from_timestamp_millis(js_sys::Date::now() as i64)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
         None
     }
 }

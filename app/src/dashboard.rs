@@ -324,7 +324,7 @@ fn catalog_card(
         .into_any(),
         _ => view! { "empty: no finished backup yet" }.into_any(),
     };
-    let axis = recovery_axis(&view);
+    let axis = recovery_axis(&view, None);
     let pending = view.pending_wal;
     let rows = view
         .backups
@@ -406,7 +406,11 @@ fn backup_row(b: BackupRow, operator: bool, check: ServerAction<CheckBackup>) ->
 /// The recovery window on a time axis, from the first backup to now: what can be restored,
 /// what cannot (before the oldest usable backup ended; after the last archived transaction),
 /// and each backup as a mark. Every part says what it is when pointed at (SVG titles).
-fn recovery_axis(view: &CatalogView) -> impl IntoView {
+/// With `pick`, a click on the axis picks the time under the pointer (the restore page).
+pub(crate) fn recovery_axis(
+    view: &CatalogView,
+    pick: Option<Callback<DateTime<Utc>>>,
+) -> impl IntoView {
     const W: f64 = 1000.0;
     let now = view.read_at;
     let start = view
@@ -461,9 +465,14 @@ fn recovery_axis(view: &CatalogView) -> impl IntoView {
         })
         .collect_view();
     Some(view! {
-        <figure class="axis" id="recovery-axis">
+        <figure class=if pick.is_some() { "axis pickable" } else { "axis" } id="recovery-axis">
             <svg viewBox="0 0 1000 56" preserveAspectRatio="none" role="img"
-                aria-label="The recovery window on a time axis">
+                aria-label="The recovery window on a time axis"
+                on:click=move |ev| {
+                    if let (Some(pick), Some(f)) = (pick, click_fraction(&ev)) {
+                        pick.run(start + TimeDelta::milliseconds((total * f) as i64));
+                    }
+                }>
                 {bar("axis-gap", 0.0, span_from, "not restorable: before the oldest usable backup ended".to_owned())}
                 {bar("axis-span", span_from, span_to, restorable.unwrap_or_default())}
                 {bar(
@@ -488,6 +497,20 @@ fn recovery_axis(view: &CatalogView) -> impl IntoView {
             </figcaption>
         </figure>
     })
+}
+
+/// Where a click fell across the element it was attached to, from 0 (left) to 1 (right).
+#[cfg(feature = "hydrate")]
+fn click_fraction(ev: &leptos::ev::MouseEvent) -> Option<f64> {
+    use wasm_bindgen::JsCast;
+    let el: web_sys::Element = ev.current_target()?.dyn_into().ok()?;
+    let r = el.get_bounding_client_rect();
+    (r.width() > 0.0).then(|| ((f64::from(ev.client_x()) - r.left()) / r.width()).clamp(0.0, 1.0))
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn click_fraction(_: &leptos::ev::MouseEvent) -> Option<f64> {
+    None
 }
 
 fn check_card(

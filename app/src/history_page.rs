@@ -27,7 +27,7 @@ pub fn HistoryPage() -> impl IntoView {
                         </section>
                         <section class="card" id="kept">
                             <h2>"Data directories set aside"</h2>
-                            {kept(h.kept, operator, discard)}
+                            {kept(h.kept, h.read_at, operator, discard)}
                         </section>
                         <section class="card" id="audit">
                             <h2>"Audit log"</h2>
@@ -104,6 +104,7 @@ fn restores(list: Vec<RestoreView>) -> impl IntoView {
 
 fn kept(
     dirs: Vec<KeptDataDir>,
+    now: chrono::DateTime<chrono::Utc>,
     operator: bool,
     discard: ServerAction<DiscardKeptDataDir>,
 ) -> impl IntoView {
@@ -111,7 +112,6 @@ fn kept(
         return view! { <p class="muted" id="kept-none">"None: nothing is kept aside."</p> }
             .into_any();
     }
-    let now = chrono::Utc::now();
     let rows = dirs
         .into_iter()
         .map(|d| {

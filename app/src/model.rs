@@ -150,6 +150,9 @@ pub struct HistoryView {
     /// Newest first.
     pub audit: Vec<AuditRow>,
     pub kept: Vec<KeptDataDir>,
+    /// When the server read all this (ages are measured from it: the browser has no clock in
+    /// the wasm build, and the page must draw the same text as the server did).
+    pub read_at: DateTime<Utc>,
 }
 
 /// One line of the audit log.
@@ -249,6 +252,9 @@ pub struct PlanView {
     pub warnings: Vec<String>,
     /// The name the operator types to confirm.
     pub database: String,
+    /// How long PostgreSQL is expected to be down, and from what, when an earlier restore here
+    /// measured it.
+    pub expected_downtime: Option<String>,
 }
 
 /// One step of a restore as its journal tells it.

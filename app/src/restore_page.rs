@@ -3,12 +3,12 @@
 //! second through `restore_status`), not the page's: a reload, a second browser or a restarted
 //! server shows the same restore.
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use leptos::prelude::*;
 
 use crate::api::{
-    restore_status, RestoreAccept, RestorePlan, RestoreQuery, RestoreRetry, RestoreRollback,
-    RestoreStart,
+    overview, restore_status, BackupNow, RestoreAccept, RestorePlan, RestoreQuery, RestoreRetry,
+    RestoreRollback, RestoreStart,
 };
 use crate::clock::utc;
 use crate::model::{AppError, PlanView, QueryView, RestoreView};
@@ -111,10 +111,49 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
             }
         })
     };
+    let set_target = move |t: DateTime<Utc>| target.set(crate::clock::as_target(t));
+    // Presets from the browser's clock (there is none on the server: they act once hydrated).
+    let ago = move |minutes: i64| {
+        move |_| {
+            if let Some(now) = crate::clock::browser_now() {
+                set_target(now - TimeDelta::minutes(minutes));
+            }
+        }
+    };
+    // "Just before": the target moved earlier, in the zone it was written in.
+    let earlier = move |by: TimeDelta| {
+        move |_| {
+            if let Some(t) = parse_target(&target.get_untracked()) {
+                target.set((t - by).format("%Y-%m-%d %H:%M:%S%.f%:z").to_string());
+            }
+        }
+    };
+    let catalog = Resource::new(|| (), |_| overview());
+    let accepted = last.as_ref().is_some_and(|l| {
+        l.outcome
+            .as_deref()
+            .is_some_and(|o| o.starts_with("accepted"))
+    });
     view! {
         {last.and_then(|l| l.outcome.map(|o| view! {
             <p class="muted" id="last-restore">{format!("The last restore ({}) was {o}.", l.restore_id)}</p>
         }))}
+        {accepted.then(backup_after_accept)}
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                catalog.await.ok().and_then(|d| d.catalog.ok()).map(|c| view! {
+                    <p class="muted">"Click the time axis to pick a target, or type one below."</p>
+                    {crate::dashboard::recovery_axis(&c, Some(Callback::new(set_target)))}
+                })
+            })}
+        </Transition>
+        <div class="presets" role="group" aria-label="Presets">
+            <button id="preset-5m" on:click=ago(5)>"5 minutes ago"</button>
+            <button id="preset-30m" on:click=ago(30)>"30 minutes ago"</button>
+            <button id="preset-1h" on:click=ago(60)>"1 hour ago"</button>
+            <button id="earlier-1s" on:click=earlier(TimeDelta::seconds(1))>"1 second earlier"</button>
+            <button id="earlier-1m" on:click=earlier(TimeDelta::minutes(1))>"1 minute earlier"</button>
+        </div>
         <div class="field">
             <label for="target-local">"Target, in your browser's time zone"</label>
             <input
@@ -190,6 +229,37 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
     }
 }
 
+/// After an accept: the restored database's WAL is on a new timeline, and its newest base
+/// backup is from before the restore. A new one now makes the next restore short and safe.
+fn backup_after_accept() -> impl IntoView {
+    let backup = ServerAction::<BackupNow>::new();
+    view! {
+        <div class="after-accept">
+            <p>
+                "The restored database runs on a new timeline; its newest base backup is older \
+                 than the restore. Taking one now makes the next restore shorter."
+            </p>
+            <button
+                id="backup-after-accept"
+                on:click=move |_| { backup.dispatch(BackupNow {}); }
+                disabled=move || backup.pending().get()
+            >
+                {move || if backup.pending().get() {
+                    "Backing up… (barman backup --wait)"
+                } else {
+                    "Take a new base backup now"
+                }}
+            </button>
+            <p id="backup-after-accept-result" role="status">
+                {move || backup.value().get().map(|r| match r {
+                    Ok(done) => format!("Backed up: {} (finished {} UTC)", done.message, done.at.format("%H:%M:%S")),
+                    Err(e) => e.to_string(),
+                })}
+            </p>
+        </div>
+    }
+}
+
 fn plan_view(p: PlanView) -> impl IntoView {
     let window = match (p.window_start, p.window_end) {
         (Some(a), Some(b)) => format!("{} to {}", utc(a), utc(b)),
@@ -203,6 +273,13 @@ fn plan_view(p: PlanView) -> impl IntoView {
                 <dt>"From backup"</dt><dd>{format!("{} (ended {})", p.backup_id, utc(p.backup_end))}</dd>
                 <dt>"Recovery window"</dt><dd>{window}</dd>
                 <dt>"Disk"</dt><dd>{format!("{} MiB needed, {} MiB free", p.needed_bytes >> 20, p.free_bytes >> 20)}</dd>
+                <dt>"Expected downtime"</dt>
+                <dd id="plan-downtime">
+                    {p.expected_downtime.unwrap_or_else(|| {
+                        "not known yet: no restore has run here to measure it from (the copy runs \
+                         at the disk's speed)".to_owned()
+                    })}
+                </dd>
             </dl>
             <ol class="steps">
                 {p.steps.into_iter().map(|(step, what)| view! { <li><strong>{step}</strong>": "{what}</li> }).collect_view()}

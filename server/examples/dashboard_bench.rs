@@ -1,8 +1,14 @@
-//! 200 concurrent dashboard reads against a running `barkeep serve` on the real stack: GET / on
-//! 127.0.0.1 from 200 clients at once, each a few times (bounded: it stops by itself), while a
-//! sampler watches barkeep's children. Prints p50/p99 latency, errors, pages that showed
-//! PostgreSQL as down, the pg_waldump processes started (counted by the sampler and, when the
-//! binary logs it, by the engine's own counter) and barkeep's peak RSS. Nothing is asserted.
+//! 200 concurrent dashboard clients against a running `barkeep serve` on the real stack, signed
+//! in as the sandbox's operator:
+//! 1. page loads: GET / on 127.0.0.1 from 200 clients at once, each a few times (bounded: it
+//!    stops by itself), while a sampler watches barkeep's children. p50/p99 latency, errors,
+//!    pages that showed PostgreSQL as down, the pg_waldump processes started (counted by the
+//!    sampler and, when the binary logs it, by the engine's own counter), barkeep's peak RSS;
+//! 2. the live dashboard: 200 event streams (`/live/dashboard`) open at once for a while: the
+//!    time to each client's first event (p50/p99), events per client, and barkeep's CPU time
+//!    for all of them (one engine read serves every stream).
+//!
+//! Nothing is asserted.
 //! Run it with `scripts/bench dashboard`; BARKEEP_BIN chooses the binary (e.g. an older build
 //! for comparison), BENCH_CLIENTS and BENCH_ROUNDS the load.
 
@@ -49,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     }
     let segments = sb.archived_wal().len();
 
+    let cookie = sign_in(addr, &sb.operator())?;
     let rss_before = proc_status_kib(pid, "VmRSS:");
     let runs_before = logged_waldump_runs(&sb.barkeep_log());
 
@@ -65,9 +72,10 @@ fn main() -> anyhow::Result<()> {
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
                 let results = Arc::clone(&results);
+                let cookie = cookie.clone();
                 tokio::spawn(async move {
                     for _ in 0..rounds {
-                        let r = get_dashboard(addr).await;
+                        let r = get_dashboard(addr, &cookie).await;
                         if let Ok(mut v) = results.lock() {
                             v.push(r);
                         }
@@ -156,19 +164,169 @@ fn main() -> anyhow::Result<()> {
     if let Some(e) = errors.first() {
         println!("first error: {e}");
     }
+
+    let live_for = Duration::from_secs(env_num("BENCH_LIVE_SECS", 10) as u64);
+    let cpu_before = proc_cpu_seconds(pid);
+    let streams = rt.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let cookie = cookie.clone();
+                tokio::spawn(async move { follow_stream(addr, &cookie, live_for).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+        }
+        out
+    });
+    let cpu = proc_cpu_seconds(pid).zip(cpu_before).map(|(a, b)| a - b);
+    let mut firsts: Vec<Duration> = streams
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|(first, _)| *first))
+        .collect();
+    firsts.sort();
+    let events: Vec<usize> = streams
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|(_, n)| *n))
+        .collect();
+    let stream_errors: Vec<&String> = streams.iter().filter_map(|r| r.as_ref().err()).collect();
+    let at = |v: &[Duration], p: f64| -> String {
+        if v.is_empty() {
+            return "—".into();
+        }
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        format!("{:.0} ms", v[i].as_secs_f64() * 1000.0)
+    };
+    println!();
+    println!(
+        "The live dashboard: {clients} event streams open at once for {} s",
+        live_for.as_secs()
+    );
+    println!("| {:<52} | {:>14} |", "what", "measured");
+    println!("|{:-<54}|{:->16}|", "", "");
+    row("streams that got events", firsts.len().to_string());
+    row("first event after connecting, p50", at(&firsts, 0.50));
+    row("first event after connecting, p99", at(&firsts, 0.99));
+    row(
+        "events per stream (min / max)",
+        format!(
+            "{} / {}",
+            events.iter().min().copied().unwrap_or(0),
+            events.iter().max().copied().unwrap_or(0)
+        ),
+    );
+    row("stream errors", stream_errors.len().to_string());
+    row(
+        "barkeep CPU time for all streams",
+        cpu.map(|c| format!("{c:.2} s"))
+            .unwrap_or_else(|| "?".into()),
+    );
+    if let Some(e) = stream_errors.first() {
+        println!("first stream error: {e}");
+    }
     Ok(())
+}
+
+/// Signs in; the session's `Cookie` header value.
+fn sign_in(addr: SocketAddr, (name, password): &(String, String)) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let body = format!("name={name}&password={password}");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "POST /auth/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the sign-in gave no session: {answer}"))
+}
+
+/// How each event of the stream begins.
+const MARK: &str = "data: {";
+
+/// Follows `/live/dashboard` for `how_long`: when the first event came, and how many came.
+async fn follow_stream(
+    addr: SocketAddr,
+    cookie: &str,
+    how_long: Duration,
+) -> Result<(Option<Duration>, usize), String> {
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    s.write_all(
+        format!("GET /live/dashboard HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("write: {e}"))?;
+    let mut first = None;
+    let mut events = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seen = Vec::new();
+    while started.elapsed() < how_long {
+        let left = how_long.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => break,
+            Ok(Err(e)) => return Err(format!("read: {e}")),
+            Ok(Ok(0)) => return Err("the stream ended".into()),
+            Ok(Ok(n)) => {
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen);
+                if events == 0 && text.starts_with("HTTP/1.1 ") && !text.starts_with("HTTP/1.1 200")
+                {
+                    return Err(format!(
+                        "answered {:?}",
+                        text.lines().next().unwrap_or_default()
+                    ));
+                }
+                let new = text.matches(MARK).count();
+                if new > 0 {
+                    first.get_or_insert_with(|| started.elapsed());
+                    events += new;
+                }
+                // Keep less than a whole mark: one split between two reads is completed by the
+                // next, and none is counted twice.
+                let keep = seen.len().min(MARK.len() - 1);
+                seen.drain(..seen.len() - keep);
+            }
+        }
+    }
+    Ok((first, events))
+}
+
+/// User plus system CPU seconds of a process (`/proc/<pid>/stat`, clock ticks of 1/100 s).
+fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the state field: utime and stime are fields 14 and 15 of the whole line.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// GET / with `Connection: close`; the time to the last byte, and whether the page says
 /// PostgreSQL is down.
-async fn get_dashboard(addr: SocketAddr) -> Result<(Duration, bool), String> {
+async fn get_dashboard(addr: SocketAddr, cookie: &str) -> Result<(Duration, bool), String> {
     let started = Instant::now();
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .await
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
             .map_err(|e| format!("write: {e}"))?;
         let mut body = Vec::new();
         s.read_to_end(&mut body)
@@ -184,7 +342,7 @@ async fn get_dashboard(addr: SocketAddr) -> Result<(Duration, bool), String> {
     if !status.starts_with("HTTP/1.1 200") {
         return Err(format!("answered {status:?}"));
     }
-    let down = text.contains("<dd class=\"error\">down</dd>");
+    let down = text.contains("id=\"pg-state\" class=\"error\">down<");
     Ok((started.elapsed(), down))
 }
 

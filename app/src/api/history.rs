@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use super::{server_context, signed_in};
+use super::{server_context, server_now, signed_in};
 use crate::model::{AppError, HistoryView};
 
 /// How many past restores and audit lines the page shows.
@@ -82,5 +82,6 @@ pub async fn history() -> Result<HistoryView, AppError> {
             })
             .collect(),
         kept,
+        read_at: server_now(),
     })
 }

@@ -38,6 +38,14 @@ fn server_context() -> Result<ServerContext, AppError> {
     })
 }
 
+/// The time on the server (server functions only: `chrono::Utc::now` is disallowed in this
+/// crate because it panics in the browser, see app/clippy.toml).
+#[cfg(feature = "ssr")]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn server_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
 /// Who sent a request: the server's sign-in layer puts it on every signed-in request.
 #[cfg(feature = "ssr")]
 #[derive(Debug, Clone)]
@@ -77,7 +85,7 @@ async fn audit(
 ) {
     engine::audit::AuditLog::new(ctx.engine.state_dir())
         .record(engine::audit::AuditEntry {
-            at: chrono::Utc::now(),
+            at: server_now(),
             who: caller.identity.name.clone(),
             from: caller.from.to_string(),
             what: what.to_owned(),
@@ -119,7 +127,7 @@ where
     .await?;
     match result {
         Ok(out) => Ok(ActionDone {
-            at: chrono::Utc::now(),
+            at: server_now(),
             message: format!("done in {:.1} s", out.elapsed_ms as f64 / 1000.0),
         }),
         Err(e) => Err(restore::from_engine(e)),

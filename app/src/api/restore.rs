@@ -126,7 +126,12 @@ pub async fn restore_plan(target: String, backup_id: Option<String>) -> Result<P
         .plan(target, backup_id.as_deref())
         .await
         .map_err(from_engine)?;
-    Ok(views::plan(&plan, &ctx.engine.config().postgres.database))
+    let downtime = ctx.engine.expected_downtime(plan.needed_bytes);
+    Ok(views::plan(
+        &plan,
+        &ctx.engine.config().postgres.database,
+        downtime,
+    ))
 }
 
 /// Starts a restore to `target`: the operator typed the database's name to confirm. Returns at
@@ -271,7 +276,7 @@ fn paused(ctx: &ServerContext) -> Result<(), AppError> {
 
 #[cfg(feature = "ssr")]
 pub(super) mod views {
-    use engine::restore::{Outcome, Plan, RestoreStatus, Step};
+    use engine::restore::{Downtime, Outcome, Plan, RestoreStatus, Step};
 
     use crate::model::{PlanView, RestoreView, StepView};
 
@@ -290,8 +295,21 @@ pub(super) mod views {
         }
     }
 
-    pub fn plan(p: &Plan, database: &str) -> PlanView {
+    pub fn plan(p: &Plan, database: &str, downtime: Option<Downtime>) -> PlanView {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
         PlanView {
+            expected_downtime: downtime.map(|d| {
+                format!(
+                    "about {:.0} s: the last restore here ({}) kept PostgreSQL down {:.0} s \
+                     for {:.0} MiB; this one writes {:.0} MiB",
+                    secs(d.expected).max(1.0),
+                    d.basis_restore,
+                    secs(d.basis_downtime),
+                    mib(d.basis_bytes),
+                    mib(p.needed_bytes)
+                )
+            }),
             target: p.target.utc(),
             backup_id: p.backup_id.clone(),
             backup_end: p.backup_end,

@@ -12,6 +12,7 @@
 //!   the state directory and stays there until the person discards it.
 
 mod error;
+mod estimate;
 mod fault;
 mod guard;
 pub mod journal;
@@ -25,6 +26,7 @@ mod step;
 mod verify;
 
 pub use error::RestoreError;
+pub use estimate::Downtime;
 pub use guard::check_os_user;
 pub use space::PreRestoreDir;
 pub use status::{Phase, RestoreStatus, StepRecord};

@@ -35,7 +35,7 @@ fn the_dashboard_is_live_and_its_actions_work() {
         pg_version.starts_with("14."),
         "server_version = {pg_version:?}"
     );
-    in_browser(&sb, BROWSER_BUDGET, "dashboard.png", async |client| {
+    in_browser(&sb, BROWSER_BUDGET, "dashboard-phone.png", async |client| {
         sign_in(client, &url, &operator).await?;
         check_dashboard(client, &url, &pg_version).await?;
         check_actions(client).await?;
@@ -531,6 +531,47 @@ async fn start_in_the_wizard(client: &Client, url: &str, target: &str) -> Result
         .to_owned())
 }
 
+/// After the rollback the wizard offers a new target: a preset and a click on the time axis
+/// fill it in the browser's zone, and the plan now expects a downtime measured on the restore
+/// that just ran.
+async fn choose_again(client: &Client, target: &str) -> Result<(), String> {
+    let value = async || -> Result<String, String> {
+        client
+            .find(Locator::Id("target"))
+            .await
+            .map_err(|e| e.to_string())?
+            .prop("value")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "#target has no value".to_owned())
+    };
+    type_into(client, "target", "").await?;
+    click(client, "preset-5m").await?;
+    let preset = value().await?;
+    if !preset.ends_with(BROWSER_OFFSET) {
+        return Err(format!(
+            "\"5 minutes ago\" wrote {preset:?}, not a time in {BROWSER_OFFSET}"
+        ));
+    }
+    wait_for(client, Locator::Css("#recovery-axis svg"), 15)
+        .await?
+        .click()
+        .await
+        .map_err(|e| format!("cannot click the time axis: {e}"))?;
+    let picked = value().await?;
+    if picked == preset || !picked.ends_with(BROWSER_OFFSET) {
+        return Err(format!(
+            "a click on the axis wrote {picked:?} (the preset was {preset:?})"
+        ));
+    }
+    type_into(client, "target", target).await?;
+    click(client, "plan-restore").await?;
+    wait_for_text(client, "plan-downtime", "the last restore here", 60).await?;
+    let downtime = text_of(client, Locator::Id("plan-downtime")).await?;
+    eprintln!("[browser] preset {preset:?}, axis click {picked:?}; expected downtime: {downtime}");
+    save_screenshot(client, "restore-choose.png").await
+}
+
 /// Runs `sql` on the paused server from the restore page; the result table's text.
 async fn query_the_paused_server(client: &Client, sql: &str) -> Result<String, String> {
     wait_for(client, Locator::Id("verify-sql"), 10).await?;
@@ -607,7 +648,7 @@ fn a_rollback_through_the_wizard_loses_nothing() {
             click(client, "rollback-restore").await?;
             wait_for_text(client, "last-restore", "rolled back", 180).await?;
             eprintln!("[browser] rolled back from the wizard");
-            Ok(())
+            choose_again(client, &target).await
         },
     );
     assert_eq!(checksums(&sb), before, "the rollback changed the data");
