@@ -281,6 +281,17 @@ pub struct RestoreView {
     /// How it ended: `accepted on timeline N` or `rolled back: why`.
     pub outcome: Option<String>,
     pub pre_restore_dir: String,
+    /// While paused: what PostgreSQL itself says about its replay (asked, not journaled).
+    pub replay: Option<ReplayView>,
+}
+
+/// A paused server's replay, as PostgreSQL reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayView {
+    /// `pg_get_wal_replay_pause_state()` is `paused`.
+    pub paused: bool,
+    /// `pg_last_xact_replay_timestamp()`: the last transaction replayed.
+    pub last_replayed: Option<DateTime<Utc>>,
 }
 
 /// Rows of a verify query.

@@ -363,6 +363,16 @@ fn paused(r: RestoreView) -> impl IntoView {
         <p id="restore-state" class="ok">
             {format!("PostgreSQL is paused at {}: look at the data before you decide.", utc(r.target))}
         </p>
+        <p id="replay-state" class="muted">
+            {match &r.replay {
+                Some(p) => format!(
+                    "PostgreSQL says: replay {}; the last transaction it replayed committed at {}.",
+                    if p.paused { "paused" } else { "not paused" },
+                    p.last_replayed.map(utc).unwrap_or_else(|| "(none replayed)".to_owned())
+                ),
+                None => "PostgreSQL does not answer as a server in recovery right now.".to_owned(),
+            }}
+        </p>
         {steps_view(&r)}
         <h3>"Verify"</h3>
         <div class="field">

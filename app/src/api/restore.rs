@@ -181,11 +181,20 @@ pub async fn restore_start(
 pub async fn restore_status() -> Result<Option<RestoreView>, AppError> {
     signed_in()?;
     let ctx = server_context()?;
-    Ok(ctx
-        .engine
-        .status()
-        .map_err(from_engine)?
-        .map(|s| views::restore(&s)))
+    let Some(status) = ctx.engine.status().map_err(from_engine)? else {
+        return Ok(None);
+    };
+    let mut view = views::restore(&status);
+    if status.state == engine::restore::Phase::Paused {
+        // PostgreSQL's own word on where replay stopped (a shared probe, cheap to ask).
+        if let engine::overview::PostgresState::Up(s) = ctx.engine.postgres_check().await.state {
+            view.replay = s.in_recovery.then(|| crate::model::ReplayView {
+                paused: s.pause_state == Some(engine::probe::PauseState::Paused),
+                last_replayed: s.last_replayed_xact,
+            });
+        }
+    }
+    Ok(Some(view))
 }
 
 /// A read-only query on the paused server, as the verify role (the engine's limits: one
@@ -354,6 +363,7 @@ pub(super) mod views {
                 Outcome::RolledBack { reason } => format!("rolled back: {reason}"),
             }),
             pre_restore_dir: s.plan.pre_restore_dir.display().to_string(),
+            replay: None,
         }
     }
 }

@@ -572,6 +572,119 @@ async fn choose_again(client: &Client, target: &str) -> Result<(), String> {
     save_screenshot(client, "restore-choose.png").await
 }
 
+/// Every table of the app database, each as one md5 of its rows in order.
+fn checksums(sb: &Sandbox) -> String {
+    sb.psql("SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
+        .split_whitespace()
+        .map(|t| {
+            let sum = sb.psql(&format!(
+                "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM public.{t} t"
+            ));
+            format!("{t}={sum}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// barkeep killed with SIGKILL in the middle of a restore started from the browser, then
+/// started again alone (as systemd restarts its unit): its resume finishes or undoes the
+/// restore before it serves, and the page, signed in again (sessions live in memory), shows
+/// that outcome. If it paused again at the target the operator rolls back; either way nothing
+/// is lost.
+#[test]
+fn barkeep_killed_mid_restore_and_the_page_shows_what_resume_did() {
+    let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
+    let url = sb.http_url();
+    let operator = sb.operator();
+    std::thread::sleep(Duration::from_millis(1100));
+    let target =
+        sb.psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'");
+    std::thread::sleep(Duration::from_millis(1100));
+    sb.psql("DELETE FROM orders WHERE id % 3 = 0");
+    let before = checksums(&sb);
+    in_browser(
+        &sb,
+        Duration::from_secs(300),
+        "killed-end.png",
+        async |client| {
+            sign_in(client, &url, &operator).await?;
+            let id = start_in_the_wizard(client, &url, &target).await?;
+            let pid_file = sb.dir().join("barkeep.pid");
+            let pid = std::fs::read_to_string(&pid_file)
+                .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?;
+            // Killed while barman recover writes into the data directory, the most delicate
+            // moment (or at the latest step the page saw, if recover was quicker than a look).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut steps = String::new();
+            while Instant::now() < deadline {
+                steps = text_of(client, Locator::Id("restore-steps"))
+                    .await
+                    .unwrap_or_default();
+                if steps.contains("recover") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let killed = std::process::Command::new("/bin/kill")
+                .args(["-KILL", pid.trim()])
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !killed.success() {
+                return Err(format!("kill -KILL {} failed", pid.trim()));
+            }
+            eprintln!(
+                "[browser] killed barkeep (pid {}) during restore {id}, at:\n{steps}",
+                pid.trim()
+            );
+            let restarted = sb.script("restart-barkeep", &[]);
+            if !restarted.status.success() {
+                return Err(format!(
+                    "scripts/sandbox restart-barkeep failed:\n{}{}",
+                    String::from_utf8_lossy(&restarted.stdout),
+                    String::from_utf8_lossy(&restarted.stderr)
+                ));
+            }
+            sign_in(client, &url, &operator).await?;
+            client
+                .goto(&format!("{url}restore"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + Duration::from_secs(240);
+            let outcome = loop {
+                if let Ok(e) = client.find(Locator::Id("last-restore")).await {
+                    let t = e.text().await.unwrap_or_default();
+                    if t.contains(&id) && t.contains("rolled back") {
+                        break t;
+                    }
+                }
+                if let Ok(e) = client.find(Locator::Id("restore-state")).await {
+                    let t = e.text().await.unwrap_or_default();
+                    if t.contains("paused at") {
+                        break t;
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(
+                        "after the restart the page showed neither the rollback nor the pause"
+                            .into(),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            eprintln!("[browser] after the restart the page says: {outcome}");
+            save_screenshot(client, "killed-after-restart.png").await?;
+            if outcome.contains("paused at") {
+                click(client, "rollback-restore").await?;
+                wait_for_text(client, "last-restore", "rolled back", 180).await?;
+            }
+            Ok(())
+        },
+    );
+    assert_eq!(checksums(&sb), before, "the data changed");
+    assert_eq!(sb.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(sb.psql("SHOW archive_command"), sb.archive_command());
+}
+
 /// Runs `sql` on the paused server from the restore page; the result table's text.
 async fn query_the_paused_server(client: &Client, sql: &str) -> Result<String, String> {
     wait_for(client, Locator::Id("verify-sql"), 10).await?;
@@ -608,19 +721,6 @@ fn a_rollback_through_the_wizard_loses_nothing() {
         "INSERT INTO orders (customer_id, amount, status) \
          SELECT customer_id, amount, status FROM orders LIMIT 25",
     );
-    // Every table of the database, each as one md5 of its rows in order.
-    let checksums = |sb: &Sandbox| {
-        sb.psql("SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
-            .split_whitespace()
-            .map(|t| {
-                let sum = sb.psql(&format!(
-                    "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM public.{t} t"
-                ));
-                format!("{t}={sum}")
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let before = checksums(&sb);
     assert!(
         before.contains("orders="),
