@@ -361,7 +361,11 @@ fn paused(r: RestoreView) -> impl IntoView {
     };
     view! {
         <p id="restore-state" class="ok">
-            {format!("PostgreSQL is paused at {}: look at the data before you decide.", utc(r.target))}
+            {format!(
+                "Restore {}: PostgreSQL is paused at {}. Look at the data before you decide.",
+                r.restore_id,
+                utc(r.target)
+            )}
         </p>
         <p id="replay-state" class="muted">
             {match &r.replay {

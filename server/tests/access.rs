@@ -317,6 +317,61 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
         );
         assert!(a.body.contains("not a backup id"), "{}", a.body);
     }
+    // The same ids to the actions that take one: check-backup, discard.
+    let fn_named = |name: &str| {
+        server_fns
+            .iter()
+            .find(|(p, _)| p.trim_start_matches("/api/").starts_with(name))
+            .unwrap_or_else(|| panic!("a {name} server function"))
+    };
+    let (check_backup, discard) = (fn_named("check_backup"), fn_named("discard_kept_data_dir"));
+    for id in [
+        "../x",
+        "; rm -rf /",
+        long.as_str(),
+        "20261126T093000\0",
+        "$(reboot)",
+    ] {
+        let a = http(
+            port,
+            &check_backup.1,
+            &check_backup.0,
+            &[FORM, cookie],
+            &format!("backup_id={}", urlencode(id)),
+        );
+        assert_eq!(
+            a.status,
+            400,
+            "check_backup {:?}: {}",
+            &id[..id.len().min(40)],
+            a.body
+        );
+        assert!(a.body.contains("not a backup id"), "{}", a.body);
+        let a = http(
+            port,
+            &discard.1,
+            &discard.0,
+            &[FORM, cookie],
+            &format!("restore_id={0}&confirm={0}", urlencode(id)),
+        );
+        assert!(
+            (400..500).contains(&a.status) && a.body.contains("there is no kept"),
+            "discard {:?}: {}\n{}",
+            &id[..id.len().min(40)],
+            a.head,
+            a.body
+        );
+    }
+    // A well-formed id of no backup: refused with the reason, before barman runs.
+    let a = http(
+        port,
+        &check_backup.1,
+        &check_backup.0,
+        &[FORM, cookie],
+        "backup_id=20000101T000000",
+    );
+    assert_eq!(a.status, 422, "{}\n{}", a.head, a.body);
+    assert!(a.body.contains("there is no backup"), "{}", a.body);
     assert_eq!(spawned(), before, "bad input started a process");
     // Well-formed but impossible: refused with the reason (422).
     for (target, says) in [
