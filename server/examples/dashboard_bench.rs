@@ -104,13 +104,6 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|r| matches!(r, Ok((_, true))))
         .count();
-    let pct = |p: f64| -> String {
-        if latencies.is_empty() {
-            return "—".into();
-        }
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        format!("{:.0} ms", latencies[i].as_secs_f64() * 1000.0)
-    };
     let bin = std::env::var("BARKEEP_BIN").unwrap_or_else(|_| "(the release build)".into());
 
     println!();
@@ -123,8 +116,8 @@ fn main() -> anyhow::Result<()> {
     let row = |k: &str, v: String| println!("| {k:<52} | {v:>14} |");
     row("requests", results.len().to_string());
     row("wall time", format!("{:.1} s", wall.as_secs_f64()));
-    row("latency p50", pct(0.50));
-    row("latency p99", pct(0.99));
+    row("latency p50", percentile(&latencies, 0.50));
+    row("latency p99", percentile(&latencies, 0.99));
     row(
         "latency max",
         latencies
@@ -191,13 +184,6 @@ fn main() -> anyhow::Result<()> {
         .filter_map(|r| r.as_ref().ok().map(|(_, n)| *n))
         .collect();
     let stream_errors: Vec<&String> = streams.iter().filter_map(|r| r.as_ref().err()).collect();
-    let at = |v: &[Duration], p: f64| -> String {
-        if v.is_empty() {
-            return "—".into();
-        }
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        format!("{:.0} ms", v[i].as_secs_f64() * 1000.0)
-    };
     println!();
     println!(
         "The live dashboard: {clients} event streams open at once for {} s",
@@ -206,8 +192,14 @@ fn main() -> anyhow::Result<()> {
     println!("| {:<52} | {:>14} |", "what", "measured");
     println!("|{:-<54}|{:->16}|", "", "");
     row("streams that got events", firsts.len().to_string());
-    row("first event after connecting, p50", at(&firsts, 0.50));
-    row("first event after connecting, p99", at(&firsts, 0.99));
+    row(
+        "first event after connecting, p50",
+        percentile(&firsts, 0.50),
+    );
+    row(
+        "first event after connecting, p99",
+        percentile(&firsts, 0.99),
+    );
     row(
         "events per stream (min / max)",
         format!(
@@ -249,6 +241,35 @@ fn sign_in(addr: SocketAddr, (name, password): &(String, String)) -> anyhow::Res
         .ok_or_else(|| anyhow::anyhow!("the sign-in gave no session: {answer}"))
 }
 
+/// A connection with `GET path` sent on it, as the signed-in operator (`Connection: close` when
+/// `close`, to read the answer to its end).
+async fn send_get(
+    addr: SocketAddr,
+    path: &str,
+    cookie: &str,
+    close: bool,
+) -> Result<tokio::net::TcpStream, String> {
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n{connection}\r\n");
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    Ok(s)
+}
+
+/// The `p`-quantile of sorted `v` in milliseconds, or a dash.
+fn percentile(v: &[Duration], p: f64) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    format!("{:.0} ms", v[i].as_secs_f64() * 1000.0)
+}
+
 /// How each event of the stream begins.
 const MARK: &str = "data: {";
 
@@ -259,15 +280,7 @@ async fn follow_stream(
     how_long: Duration,
 ) -> Result<(Option<Duration>, usize), String> {
     let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    s.write_all(
-        format!("GET /live/dashboard HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .map_err(|e| format!("write: {e}"))?;
+    let mut s = send_get(addr, "/live/dashboard", cookie, false).await?;
     let mut first = None;
     let mut events = 0;
     let mut buf = vec![0u8; 64 * 1024];
@@ -319,15 +332,7 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
 async fn get_dashboard(addr: SocketAddr, cookie: &str) -> Result<(Duration, bool), String> {
     let started = Instant::now();
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        s.write_all(
-            format!("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-            .map_err(|e| format!("write: {e}"))?;
+        let mut s = send_get(addr, "/", cookie, true).await?;
         let mut body = Vec::new();
         s.read_to_end(&mut body)
             .await
