@@ -16,6 +16,7 @@ pub mod restore;
 pub mod service;
 pub mod state_dir;
 pub mod target;
+pub mod transactions;
 pub mod users;
 pub mod validate;
 pub mod wal;
