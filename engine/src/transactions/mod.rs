@@ -36,6 +36,14 @@ pub struct RowCounts {
     pub deleted: u64,
 }
 
+impl std::ops::AddAssign for RowCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.deleted += other.deleted;
+    }
+}
+
 /// One transaction as the WAL tells it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -246,10 +254,7 @@ impl Collector {
                 for sub in subxacts {
                     if let Some(s) = self.open.remove(&sub) {
                         for (rel, c) in s.rows {
-                            let t = open.rows.entry(rel).or_default();
-                            t.inserted += c.inserted;
-                            t.updated += c.updated;
-                            t.deleted += c.deleted;
+                            *open.rows.entry(rel).or_default() += c;
                         }
                         open.created.extend(s.created);
                     }
