@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::process::Program;
 use crate::wal::WalSegment;
@@ -106,21 +106,14 @@ async fn waldump(file: &Path, pg_bin_dir: &Path) -> Result<Option<DateTime<Utc>>
     Ok(out.stdout.lines().filter_map(parse_xact_time).max())
 }
 
-/// `... desc: COMMIT 2026-11-26 09:51:33.052562 UTC; ...` (also ABORT, COMMIT_PREPARED, ...).
+/// `... desc: COMMIT 2026-11-26 09:51:33.052562 UTC; ...` (also ABORT, COMMIT_PREPARED, ...):
+/// the end time of a transaction record, read by the one record parser
+/// ([`crate::transactions::parse_record`]).
 pub fn parse_xact_time(line: &str) -> Option<DateTime<Utc>> {
-    let desc = line.split("desc: ").nth(1)?;
-    let rest = ["COMMIT_PREPARED ", "ABORT_PREPARED ", "COMMIT ", "ABORT "]
-        .iter()
-        .find_map(|k| desc.strip_prefix(k))?;
-    // The prepared variants start with the gid number: "COMMIT_PREPARED 5: 2026-..."
-    let rest = match rest.split_once(": ") {
-        Some((head, tail)) if head.bytes().all(|b| b.is_ascii_digit()) => tail,
-        _ => rest,
-    };
-    let stamp = rest.get(..rest.find(" UTC")?)?;
-    NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
+    match crate::transactions::parse_record(line)?.kind {
+        crate::transactions::record::RecordKind::End { at, .. } => Some(at),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
