@@ -170,9 +170,13 @@ fn follow(live: RwSignal<Option<DashboardView>>, stream: RwSignal<Stream>) {
 
 fn cards(view: DashboardView, operator: bool, actions: Actions) -> impl IntoView {
     let banner = view.restore_open.clone().map(|r| {
+        let which = match r.restore_id {
+            Some(id) => format!("{id} ({})", r.state),
+            None => "its journal cannot be read (barkeep's log says why)".to_owned(),
+        };
         view! {
             <p class="banner" id="restore-open" role="alert">
-                {format!("A restore is open: {r}. ")}
+                {format!("A restore is open: {which}. ")}
                 <a href="/restore">"Open the restore page"</a>
                 " to follow it; actions wait until it is accepted or rolled back."
             </p>

@@ -118,8 +118,17 @@ pub struct DashboardView {
     pub check: Option<CheckView>,
     /// A `barman check` is running now.
     pub check_running: bool,
-    /// The restore that is open (running or paused), e.g. `r20261127T… (paused)`.
-    pub restore_open: Option<String>,
+    /// The restore that is open (running or paused), if any.
+    pub restore_open: Option<OpenRestore>,
+}
+
+/// A restore that is not closed yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenRestore {
+    /// Its id; `None` when the journal cannot be read (a restore is then assumed open).
+    pub restore_id: Option<String>,
+    /// `running`, `paused`, or `unknown` (the journal cannot be read).
+    pub state: String,
 }
 
 /// One `barman check`: when, and what failed.

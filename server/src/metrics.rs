@@ -97,9 +97,9 @@ pub fn render(view: &DashboardView, now: DateTime<Utc>) -> String {
         &[],
         i64::from(view.catalog.is_ok()),
     );
-    let state = match view.restore_open.as_deref() {
+    let state = match &view.restore_open {
         None => "none",
-        Some(s) if s.ends_with("(paused)") => "paused",
+        Some(r) if r.state == "paused" => "paused",
         Some(_) => "running",
     };
     out.help(
@@ -231,7 +231,10 @@ mod tests {
                 problem: None,
             }),
             check_running: false,
-            restore_open: Some("r20261127T100000000Z (paused)".into()),
+            restore_open: Some(app::model::OpenRestore {
+                restore_id: Some("r20261127T100000000Z".into()),
+                state: "paused".into(),
+            }),
         }
     }
 

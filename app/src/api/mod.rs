@@ -176,12 +176,18 @@ pub async fn dashboard(engine: &engine::Engine) -> DashboardView {
     let overview = engine.overview().await;
     let restore_open = match engine.status() {
         Ok(Some(s)) if s.state != engine::restore::Phase::Closed => {
-            Some(format!("{} ({})", s.restore_id, s.state.name()))
+            Some(crate::model::OpenRestore {
+                restore_id: Some(s.restore_id),
+                state: s.state.name().to_owned(),
+            })
         }
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the restore journal");
-            Some("unknown: the restore journal cannot be read".to_owned())
+            Some(crate::model::OpenRestore {
+                restore_id: None,
+                state: "unknown".to_owned(),
+            })
         }
     };
     DashboardView {
