@@ -247,8 +247,10 @@ pub struct BackupRow {
 /// A restore as the dry run plans it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanView {
-    /// The target, in UTC.
+    /// The target, in UTC (a transaction target: the transaction's end).
     pub target: DateTime<Utc>,
+    /// A transaction target in words: `just before transaction 745 (ended ...)`.
+    pub target_transaction: Option<String>,
     pub backup_id: String,
     pub backup_end: DateTime<Utc>,
     pub window_start: Option<DateTime<Utc>>,
@@ -283,6 +285,8 @@ pub struct RestoreView {
     /// `running`, `paused` or `closed`.
     pub state: String,
     pub target: DateTime<Utc>,
+    /// A transaction target in words (see [`PlanView::target_transaction`]).
+    pub target_transaction: Option<String>,
     pub backup_id: String,
     pub steps: Vec<StepView>,
     /// The newest lines of the restore's log (Barman's and PostgreSQL's output among them).
@@ -309,4 +313,80 @@ pub struct QueryView {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
     pub truncated: bool,
+}
+
+/// A target written as a transaction: `before xid 745` or `after xid 745` (the wizard's list
+/// writes these; a person may too). `None` for anything else (a time, or nonsense).
+pub fn parse_transaction_target(text: &str) -> Option<(bool, u32)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [side, "xid", n] => {
+            let before = match *side {
+                "before" => true,
+                "after" => false,
+                _ => return None,
+            };
+            Some((before, n.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// The text of a transaction target (see [`parse_transaction_target`]).
+pub fn transaction_target_text(before: bool, xid: u32) -> String {
+    format!("{} xid {xid}", if before { "before" } else { "after" })
+}
+
+/// One transaction found in the WAL, as the wizard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionRow {
+    pub xid: u32,
+    pub committed: bool,
+    /// Commit (or abort) time, UTC.
+    pub ended_at: DateTime<Utc>,
+    pub end_lsn: String,
+    /// `14:03:07 UTC, xid 1234: DELETE 5,000 rows from orders`.
+    pub line: String,
+    /// A drop, a truncate, or one of the largest deletes.
+    pub suspicious: bool,
+}
+
+/// The transactions of a time range, for the wizard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionsView {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The ones shown (the filter applied, at most a page, nearest the middle of the range).
+    pub rows: Vec<TransactionRow>,
+    /// How many ended in the range, and how many of them are suspicious.
+    pub total: usize,
+    pub suspicious_total: usize,
+    /// WAL segments read, how many pg_waldump decoded now (the rest were known), and how long
+    /// the listing took.
+    pub segments: usize,
+    pub decoded: usize,
+    pub elapsed_ms: u64,
+    /// The last transaction end Barman has: later ones are still in PostgreSQL's pg_wal.
+    pub last_archived_end: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod transaction_target_tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_target_reads_back_from_its_text() {
+        assert_eq!(
+            parse_transaction_target("before xid 745"),
+            Some((true, 745))
+        );
+        assert_eq!(parse_transaction_target(" after  xid 9 "), Some((false, 9)));
+        assert_eq!(
+            parse_transaction_target(&transaction_target_text(true, 4_000_000_000)),
+            Some((true, 4_000_000_000))
+        );
+        assert_eq!(parse_transaction_target("before xid -1"), None);
+        assert_eq!(parse_transaction_target("2026-11-28 05:25:40+00:00"), None);
+        assert_eq!(parse_transaction_target("during xid 7"), None);
+    }
 }

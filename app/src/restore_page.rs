@@ -8,10 +8,13 @@ use leptos::prelude::*;
 
 use crate::api::{
     overview, restore_status, BackupNow, RestoreAccept, RestorePlan, RestoreQuery, RestoreRetry,
-    RestoreRollback, RestoreStart,
+    RestoreRollback, RestoreStart, RestoreTransactions, SwitchWal,
 };
 use crate::clock::utc;
-use crate::model::{AppError, PlanView, QueryView, RestoreView};
+use crate::model::{
+    parse_transaction_target, transaction_target_text, AppError, PlanView, QueryView, RestoreView,
+    TransactionsView,
+};
 
 /// The target as typed, read as barkeep reads it: a time with an explicit zone.
 fn parse_target(text: &str) -> Option<DateTime<FixedOffset>> {
@@ -103,6 +106,12 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
         target.with(|t| {
             if t.trim().is_empty() {
                 String::new()
+            } else if let Some((before, xid)) = parse_transaction_target(t) {
+                format!(
+                    "= just {} transaction {xid}: everything that committed {} it, found in the WAL",
+                    if before { "before" } else { "after" },
+                    if before { "before" } else { "up to and with" }
+                )
             } else {
                 match parse_target(t) {
                     Some(t) => format!("= {}", utc(t.with_timezone(&Utc))),
@@ -178,6 +187,7 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
             />
             <p class="muted" id="target-utc">{read_as}</p>
         </div>
+        {transactions_panel(target)}
         <button
             id="plan-restore"
             on:click=move |_| {
@@ -229,6 +239,141 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
     }
 }
 
+/// "What happened": the transactions in the WAL around the target (or in the last hour), the
+/// suspicious ones first, each a click away from being the target: just before it, or just
+/// after it.
+fn transactions_panel(target: RwSignal<String>) -> impl IntoView {
+    let list = ServerAction::<RestoreTransactions>::new();
+    let switch = ServerAction::<SwitchWal>::new();
+    let suspicious_only = RwSignal::new(true);
+    let minutes = RwSignal::new(60u32);
+    let load = move || {
+        // Around the typed time when there is one, else the last `minutes` up to now.
+        let around = parse_target(&target.get_untracked())
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.f%:z").to_string())
+            .unwrap_or_default();
+        list.dispatch(RestoreTransactions {
+            around,
+            minutes: minutes.get_untracked(),
+            suspicious_only: suspicious_only.get_untracked(),
+        });
+    };
+    // A WAL switch sends the newest transactions to Barman: list again once it is done.
+    Effect::new(move |_| {
+        if matches!(switch.value().get(), Some(Ok(_))) {
+            load();
+        }
+    });
+    view! {
+        <details class="transactions" id="transactions-panel">
+            <summary>"Find the mistake: the transactions in the WAL"</summary>
+            <p class="muted">
+                "barkeep reads the WAL Barman holds and lists what each transaction did.                  Choose one to restore to just before it (everything that committed before it,                  not it) or just after it."
+            </p>
+            <div class="presets">
+                <label>
+                    <input id="transactions-suspicious" type="checkbox"
+                        prop:checked=move || suspicious_only.get()
+                        on:change=move |ev| suspicious_only.set(event_target_checked(&ev))/>
+                    " Only drops, truncates and the largest deletes"
+                </label>
+                <label>
+                    " Range: "
+                    <select id="transactions-minutes"
+                        on:change=move |ev| {
+                            if let Ok(m) = event_target_value(&ev).parse() {
+                                minutes.set(m);
+                            }
+                        }>
+                        <option value="10">"10 minutes"</option>
+                        <option value="60" selected>"1 hour"</option>
+                        <option value="360">"6 hours"</option>
+                        <option value="1440">"24 hours"</option>
+                    </select>
+                    " either side of the target (or back from now)"
+                </label>
+                <button id="list-transactions" on:click=move |_| load()
+                    disabled=move || list.pending().get()>
+                    {move || if list.pending().get() { "Reading the WAL…" } else { "Show the transactions" }}
+                </button>
+            </div>
+            {move || list.value().get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" id="transactions-error">{e.to_string()}</p> }.into_any(),
+                Ok(v) => transactions_table(v, target, switch).into_any(),
+            })}
+        </details>
+    }
+}
+
+fn transactions_table(
+    v: TransactionsView,
+    target: RwSignal<String>,
+    switch: ServerAction<SwitchWal>,
+) -> impl IntoView {
+    let summary = format!(
+        "{} transactions ended between {} and {} ({} suspicious); {} shown. Read {} WAL \
+         segments ({} decoded now, the rest known) in {} ms.",
+        v.total,
+        utc(v.from),
+        utc(v.to),
+        v.suspicious_total,
+        v.rows.len(),
+        v.segments,
+        v.decoded,
+        v.elapsed_ms
+    );
+    let newest = match v.last_archived_end {
+        Some(t) => format!(
+            "The newest transaction Barman has ended at {}. Later ones are still in \
+             PostgreSQL's pg_wal, sent when the segment fills or archive_timeout passes.",
+            utc(t)
+        ),
+        None => "Barman holds no transaction yet.".to_owned(),
+    };
+    let rows = v
+        .rows
+        .into_iter()
+        .map(|t| {
+            let xid = t.xid;
+            view! {
+                <tr id=format!("txn-{xid}") class:suspicious=t.suspicious>
+                    <td>{crate::clock::time_view(t.ended_at)}</td>
+                    <td class="mono">{t.line}</td>
+                    <td class="mono">{t.end_lsn}</td>
+                    <td>
+                        <button class="small" id=format!("before-{xid}")
+                            on:click=move |_| target.set(transaction_target_text(true, xid))>
+                            "Just before"
+                        </button>
+                        " "
+                        <button class="small" id=format!("after-{xid}")
+                            on:click=move |_| target.set(transaction_target_text(false, xid))>
+                            "Just after"
+                        </button>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <p class="muted" id="transactions-summary">{summary}</p>
+        <p class="muted" id="transactions-newest">
+            {newest}" "
+            <button class="small" id="switch-wal-for-list"
+                on:click=move |_| { switch.dispatch(SwitchWal {}); }
+                disabled=move || switch.pending().get()>
+                "Archive the current WAL now"
+            </button>
+        </p>
+        <div class="table-scroll">
+            <table id="transactions">
+                <thead><tr><th>"Ended"</th><th>"What it did"</th><th>"End LSN"</th><th>"Restore to"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+    }
+}
+
 /// After an accept: the restored database's WAL is on a new timeline, and its newest base
 /// backup is from before the restore. A new one now makes the next restore short and safe.
 fn backup_after_accept() -> impl IntoView {
@@ -269,7 +414,10 @@ fn plan_view(p: PlanView) -> impl IntoView {
     view! {
         <div id="plan">
             <dl class="facts">
-                <dt>"Target"</dt><dd id="plan-target">{utc(p.target)}</dd>
+                <dt>"Target"</dt>
+                <dd id="plan-target">
+                    {p.target_transaction.clone().unwrap_or_else(|| utc(p.target))}
+                </dd>
                 <dt>"From backup"</dt><dd>{format!("{} (ended {})", p.backup_id, utc(p.backup_end))}</dd>
                 <dt>"Recovery window"</dt><dd>{window}</dd>
                 <dt>"Disk"</dt><dd>{format!("{} MiB needed, {} MiB free", p.needed_bytes >> 20, p.free_bytes >> 20)}</dd>
@@ -330,7 +478,7 @@ fn steps_view(r: &RestoreView) -> impl IntoView {
 fn running(r: RestoreView) -> impl IntoView {
     view! {
         <p id="restore-state" class="warn">
-            {format!("Restore {} to {} is running.", r.restore_id, utc(r.target))}
+            {format!("Restore {} to {} is running.", r.restore_id, target_words(&r))}
         </p>
         {steps_view(&r)}
         <details open>
@@ -362,9 +510,9 @@ fn paused(r: RestoreView) -> impl IntoView {
     view! {
         <p id="restore-state" class="ok">
             {format!(
-                "Restore {}: PostgreSQL is paused at {}. Look at the data before you decide.",
+                "Restore {}: PostgreSQL is paused {}. Look at the data before you decide.",
                 r.restore_id,
-                utc(r.target)
+                r.target_transaction.clone().unwrap_or_else(|| format!("at {}", utc(r.target)))
             )}
         </p>
         <p id="replay-state" class="muted">
@@ -407,11 +555,18 @@ fn paused(r: RestoreView) -> impl IntoView {
             <button id="retry-restore" disabled=busy on:click=move |_| {
                 retry.dispatch(RestoreRetry { target: retry_target.get_untracked(), backup_id: None });
             }>"Retry at"</button>
-            <input id="retry-target" type="text" placeholder="2026-11-26 09:29:00+01:00"
+            <input id="retry-target" type="text" placeholder="2026-11-26 09:29:00+01:00 or before xid 745"
                 on:input=move |ev| retry_target.set(event_target_value(&ev))/>
         </div>
         {refusal}
     }
+}
+
+/// The target as the pages say it: a time in UTC, or the transaction.
+fn target_words(r: &RestoreView) -> String {
+    r.target_transaction
+        .clone()
+        .unwrap_or_else(|| utc(r.target))
 }
 
 fn query_table(q: QueryView) -> impl IntoView {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BarmanConfig;
 use crate::process::{ProcessError, Program};
-use crate::target::TargetTime;
+use crate::target::RestoreTarget;
 use crate::validate;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,19 +153,20 @@ impl Barman {
         })
     }
 
-    /// `recover --target-action pause --target-time '<UTC +00:00>' --target-tli <tli>` into
+    /// `recover --target-action pause --target-time '<UTC +00:00>' --target-tli <tli>` (or
+    /// `--target-xid <xid> [--exclusive]` for a transaction target) into
     /// `destination`. The caller must have proven that destination is an EMPTY directory of a
     /// STOPPED server (docs/barman.md): barman itself does not refuse.
     pub async fn recover(
         &self,
         backup_id: &str,
         destination: &Path,
-        target: TargetTime,
+        target: RestoreTarget,
         timeline: Option<u32>,
     ) -> Result<CommandOutput, BarmanError> {
         let id = checked_backup_id(backup_id)?;
-        let mut args = Self::args(["recover", "--target-action", "pause", "--target-time"]);
-        args.push(target.for_barman().into());
+        let mut args = Self::args(["recover", "--target-action", "pause"]);
+        args.extend(target.barman_args().into_iter().map(Into::into));
         args.push("--target-tli".into());
         args.push(match timeline {
             Some(t) if t > 0 => t.to_string().into(),

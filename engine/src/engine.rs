@@ -30,6 +30,8 @@ struct Inner {
     running: tokio::sync::Mutex<()>,
     /// Shared reads for the dashboard and the plan: catalog, probe, the recovery-window cache.
     reads: crate::overview::ReadCache,
+    /// What each WAL segment's transactions did, summarised once (`transactions::list`).
+    transactions: crate::transactions::list::TransactionLog,
 }
 
 /// How long a lock that looks taken is tried again before the answer is `Busy`.
@@ -100,8 +102,14 @@ impl Engine {
                 config,
                 running: tokio::sync::Mutex::new(()),
                 reads: crate::overview::ReadCache::default(),
+                transactions: Default::default(),
             }),
         })
+    }
+
+    /// The memory of summarised WAL segments behind [`Engine::transactions`].
+    pub fn transaction_log(&self) -> &crate::transactions::list::TransactionLog {
+        &self.inner.transactions
     }
 
     pub fn config(&self) -> &Config {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 /// The environment variable that marks a child (and, by inheritance, its children) as working
 /// for one restore.
@@ -128,6 +128,21 @@ impl Program {
     /// Runs to the end (or the time-out), reading all of stdout and stderr (barman dies of a
     /// broken pipe otherwise). A time-out or a dropped future kills the whole process group.
     pub async fn run(&self) -> Result<CommandOutput, ProcessError> {
+        let mut out = Vec::new();
+        self.execute(StdoutSink::Collect(&mut out)).await
+    }
+
+    /// Like [`Program::run`], but hands each line of stdout to `each` as it comes instead of
+    /// keeping it: for output too large to hold (pg_waldump of a whole segment). The returned
+    /// output has an empty `stdout`.
+    pub async fn run_lines(
+        &self,
+        each: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<CommandOutput, ProcessError> {
+        self.execute(StdoutSink::Lines(each)).await
+    }
+
+    async fn execute(&self, mut sink: StdoutSink<'_>) -> Result<CommandOutput, ProcessError> {
         let command = self.display();
         let observer = OBSERVER.try_with(|o| o.clone()).ok();
         let mut cmd = tokio::process::Command::new(&self.program);
@@ -162,11 +177,22 @@ impl Program {
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let read_all = async {
-            let mut out = Vec::new();
             let mut err = Vec::new();
             let o = async {
-                if let Some(s) = stdout.as_mut() {
-                    let _ = s.read_to_end(&mut out).await;
+                let Some(s) = stdout.as_mut() else { return };
+                match &mut sink {
+                    StdoutSink::Collect(out) => {
+                        let _ = s.read_to_end(out).await;
+                    }
+                    StdoutSink::Lines(each) => {
+                        let mut lines = tokio::io::BufReader::with_capacity(1 << 16, s);
+                        let mut line = Vec::new();
+                        while matches!(lines.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+                            let text = String::from_utf8_lossy(&line);
+                            each(text.trim_end_matches(['\n', '\r']));
+                            line.clear();
+                        }
+                    }
                 }
             };
             let e = async {
@@ -176,9 +202,9 @@ impl Program {
             };
             tokio::join!(o, e);
             let status = child.wait().await;
-            (out, err, status)
+            (err, status)
         };
-        let (out, err, status) = match tokio::time::timeout(self.timeout, read_all).await {
+        let (err, status) = match tokio::time::timeout(self.timeout, read_all).await {
             Ok(r) => r,
             Err(_) => {
                 return Err(ProcessError::Timeout {
@@ -196,7 +222,10 @@ impl Program {
         let output = CommandOutput {
             command,
             code: status.code(),
-            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stdout: match sink {
+                StdoutSink::Collect(out) => String::from_utf8_lossy(out).into_owned(),
+                StdoutSink::Lines(_) => String::new(),
+            },
             stderr: String::from_utf8_lossy(&err).into_owned(),
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
@@ -205,6 +234,12 @@ impl Program {
         }
         Ok(output)
     }
+}
+
+/// Where a child's stdout goes: kept whole, or handed on line by line.
+enum StdoutSink<'a> {
+    Collect(&'a mut Vec<u8>),
+    Lines(&'a mut (dyn FnMut(&str) + Send)),
 }
 
 struct GroupGuard {

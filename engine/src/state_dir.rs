@@ -11,6 +11,8 @@
 //!   discard-<id>/                a restored copy being deleted by a rollback (gone when done)
 //!   postgresql-start-blocked     while present, the NixOS unit refuses to start PostgreSQL
 //!                                (no initdb of the emptied data directory, no Restart= loop)
+//!   relation-names.json          the table names barkeep has seen, by relation file, so that a
+//!                                dropped table is still named in the list of transactions
 //!   audit.log                    who signed in and did what, one JSON line each
 //!   users                        the users file when `users_file` is not set (`barkeep user add`)
 //!   initdb-guard                 written (not by barkeep) by the NixOS module once barkeep
@@ -40,6 +42,11 @@ impl StateDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The names of relations barkeep has seen, by file (`transactions::names`).
+    pub fn relation_names(&self) -> PathBuf {
+        self.root.join("relation-names.json")
     }
 
     /// The host-wide restore lock (an exclusive flock).

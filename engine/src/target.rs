@@ -1,11 +1,15 @@
-//! Target times: parsed strictly (an explicit zone is required), UTC inside, and handed to
-//! Barman as `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (docs/barman.md).
+//! Restore targets. A target time is parsed strictly (an explicit zone is required), kept in
+//! UTC, and handed to Barman as `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (docs/barman.md). A
+//! transaction target stops just before or just after one transaction found in the WAL
+//! (`--target-xid`, with `--exclusive` for "before").
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::transactions::Lsn;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetTimeError {
@@ -89,6 +93,91 @@ impl FromStr for TargetTime {
     }
 }
 
+/// Which side of a transaction a restore stops on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Everything that committed before it, not it (`--target-xid X --exclusive`).
+    Before,
+    /// Everything up to and including it (`--target-xid X`).
+    After,
+}
+
+/// One transaction to stop at, as the WAL showed it when the restore was planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TransactionTarget {
+    pub xid: u32,
+    pub side: Side,
+    /// Its commit (or abort) time: which backups can reach it, and what the person sees.
+    pub ended_at: TargetTime,
+    /// The LSN of its commit (or abort) record, for the check of where replay paused.
+    pub end_lsn: Lsn,
+}
+
+/// Where a restore stops: at a moment, or at one transaction. Journals written before
+/// transaction targets existed hold a bare time, which still reads as [`RestoreTarget::Time`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RestoreTarget {
+    Time(TargetTime),
+    Transaction(TransactionTarget),
+}
+
+impl RestoreTarget {
+    /// The moment of the target: the time itself, or the transaction's end time.
+    pub fn time(&self) -> TargetTime {
+        match self {
+            Self::Time(t) => *t,
+            Self::Transaction(t) => t.ended_at,
+        }
+    }
+
+    pub fn transaction(&self) -> Option<&TransactionTarget> {
+        match self {
+            Self::Time(_) => None,
+            Self::Transaction(t) => Some(t),
+        }
+    }
+
+    /// The `barman recover` arguments that name it.
+    pub fn barman_args(&self) -> Vec<String> {
+        match self {
+            Self::Time(t) => vec!["--target-time".into(), t.for_barman()],
+            Self::Transaction(t) => {
+                let mut args = vec!["--target-xid".into(), t.xid.to_string()];
+                if t.side == Side::Before {
+                    args.push("--exclusive".into());
+                }
+                args
+            }
+        }
+    }
+}
+
+impl From<TargetTime> for RestoreTarget {
+    fn from(t: TargetTime) -> Self {
+        Self::Time(t)
+    }
+}
+
+impl fmt::Display for RestoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Time(t) => t.fmt(f),
+            Self::Transaction(t) => write!(
+                f,
+                "just {} transaction {} (ended {})",
+                match t.side {
+                    Side::Before => "before",
+                    Side::After => "after",
+                },
+                t.xid,
+                t.ended_at
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +235,42 @@ mod tests {
         assert!(matches!(p("  "), Err(TargetTimeError::Empty)));
         let e = p("2026-11-26 09:30:00").unwrap_err().to_string();
         assert!(e.contains("has no time zone"), "{e}");
+    }
+
+    #[test]
+    fn a_transaction_target_names_its_side_to_barman_and_old_journals_still_read() {
+        let at = TargetTime::new("2026-11-28T05:25:40.004838Z".parse().expect("time"));
+        let before = RestoreTarget::Transaction(TransactionTarget {
+            xid: 745,
+            side: Side::Before,
+            ended_at: at,
+            end_lsn: Lsn(0x0500_0100),
+        });
+        assert_eq!(before.barman_args(), ["--target-xid", "745", "--exclusive"]);
+        assert_eq!(
+            before.to_string(),
+            "just before transaction 745 (ended 2026-11-28 05:25:40.004838 UTC)"
+        );
+        let after = RestoreTarget::Transaction(TransactionTarget {
+            side: Side::After,
+            ..*before.transaction().expect("a transaction")
+        });
+        assert_eq!(after.barman_args(), ["--target-xid", "745"]);
+        assert_eq!(after.time(), at);
+        assert_eq!(
+            RestoreTarget::Time(at).barman_args(),
+            ["--target-time", "2026-11-28 05:25:40.004838+00:00"]
+        );
+        // A journal of an earlier barkeep holds a bare time; new ones round-trip.
+        let old: RestoreTarget =
+            serde_json::from_str("\"2026-11-28T05:25:40.004838Z\"").expect("a bare time");
+        assert_eq!(old, RestoreTarget::Time(at));
+        for t in [before, after, RestoreTarget::Time(at)] {
+            let json = serde_json::to_string(&t).expect("serialises");
+            assert_eq!(
+                serde_json::from_str::<RestoreTarget>(&json).expect("reads"),
+                t
+            );
+        }
     }
 }

@@ -39,9 +39,9 @@ pub(crate) enum Decoded {
 }
 
 /// A segment copied, uncompressed, into a temporary directory under its own name.
-struct Staged {
-    dir: tempfile::TempDir,
-    file: PathBuf,
+pub(crate) struct Staged {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) file: PathBuf,
 }
 
 /// Decodes one segment: the file work on a blocking thread, pg_waldump as a child process.
@@ -71,7 +71,7 @@ pub(crate) async fn decode(
 
 /// Copies `path` (gzip or plain) uncompressed into a fresh temporary directory, under the
 /// segment's name: pg_waldump derives the start position from the file NAME. Blocking.
-fn stage(segment: WalSegment, path: &Path) -> Result<Option<Staged>, WindowError> {
+pub(crate) fn stage(segment: WalSegment, path: &Path) -> Result<Option<Staged>, WindowError> {
     let err = |source| WindowError::Segment {
         path: path.to_owned(),
         source,

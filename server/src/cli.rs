@@ -1,26 +1,65 @@
 //! `barkeep restore ...`: the restore state machine from a terminal (and from the NixOS VM
 //! tests). Every command prints JSON on stdout; errors go to stderr in words, exit code 1.
 
-use clap::Subcommand;
-use engine::target::TargetTime;
+use clap::{Args, Subcommand};
+use engine::target::{RestoreTarget, Side, TargetTime};
 use engine::Engine;
+
+/// Where to stop: a time, or just before or after a transaction found in the WAL.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// The moment to restore to, with an explicit zone: "2026-11-26 09:30:00+00:00".
+    #[arg(long)]
+    target_time: Option<String>,
+    /// Stop just before this transaction committed: everything that committed before it
+    /// (`barkeep restore transactions` lists them).
+    #[arg(long)]
+    before_xid: Option<u32>,
+    /// Stop just after this transaction committed.
+    #[arg(long)]
+    after_xid: Option<u32>,
+}
+
+impl TargetArgs {
+    async fn resolve(&self, engine: &Engine) -> anyhow::Result<RestoreTarget> {
+        Ok(match (&self.target_time, self.before_xid, self.after_xid) {
+            (Some(t), _, _) => RestoreTarget::Time(t.parse::<TargetTime>()?),
+            (_, Some(xid), _) => engine.transaction_target(xid, Side::Before).await?,
+            (_, _, Some(xid)) => engine.transaction_target(xid, Side::After).await?,
+            (None, None, None) => anyhow::bail!("give --target-time, --before-xid or --after-xid"),
+        })
+    }
+}
 
 #[derive(Subcommand)]
 pub enum RestoreCommand {
     /// The dry run: validate the target, choose the backup, preflight. Touches nothing.
     Plan {
-        /// The moment to restore to, with an explicit zone: "2026-11-26 09:30:00+00:00".
-        #[arg(long)]
-        target_time: String,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long)]
         backup_id: Option<String>,
     },
     /// Run a restore up to PostgreSQL paused at the target (rolls back by itself on failure).
     Start {
-        #[arg(long)]
-        target_time: String,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long)]
         backup_id: Option<String>,
+    },
+    /// The transactions that ended in a time range, from the WAL Barman holds (JSON): what
+    /// each did, per table; the suspicious ones (drops, truncates, largest deletes) marked.
+    Transactions {
+        /// Start of the range, with an explicit zone (default: an hour before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, with an explicit zone (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only the suspicious ones.
+        #[arg(long)]
+        suspicious: bool,
     },
     /// The restore in progress, or the last one.
     Status,
@@ -32,8 +71,8 @@ pub enum RestoreCommand {
     },
     /// Recover again to another target (from the paused state).
     Retry {
-        #[arg(long)]
-        target_time: String,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long)]
         backup_id: Option<String>,
     },
@@ -55,8 +94,8 @@ pub enum RestoreCommand {
     Discard { restore_id: String },
 }
 
-fn target(s: &str) -> anyhow::Result<TargetTime> {
-    Ok(s.parse::<TargetTime>()?)
+fn time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    Ok(s.parse::<TargetTime>()?.utc())
 }
 
 fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -66,30 +105,41 @@ fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 pub async fn run(engine: Engine, command: RestoreCommand) -> anyhow::Result<()> {
     match command {
-        RestoreCommand::Plan {
-            target_time,
-            backup_id,
-        } => print(
+        RestoreCommand::Plan { target, backup_id } => print(
             &engine
-                .plan(target(&target_time)?, backup_id.as_deref())
+                .plan(target.resolve(&engine).await?, backup_id.as_deref())
                 .await?,
         ),
-        RestoreCommand::Start {
-            target_time,
-            backup_id,
-        } => print(
+        RestoreCommand::Start { target, backup_id } => print(
             &engine
-                .start_restore(target(&target_time)?, backup_id.as_deref())
+                .start_restore(target.resolve(&engine).await?, backup_id.as_deref())
                 .await?,
         ),
+        RestoreCommand::Transactions {
+            from,
+            to,
+            suspicious,
+        } => {
+            let to = match to {
+                Some(t) => time(&t)?,
+                None => chrono::Utc::now(),
+            };
+            let from = match from {
+                Some(f) => time(&f)?,
+                None => to - chrono::Duration::hours(1),
+            };
+            anyhow::ensure!(from <= to, "--from must not be after --to");
+            let mut list = engine.transactions(from, to).await?;
+            if suspicious {
+                list.transactions.retain(|t| t.suspicious);
+            }
+            print(&list)
+        }
         RestoreCommand::Status => print(&engine.status()?),
         RestoreCommand::Query { sql, max_rows } => print(&engine.query(&sql, max_rows).await?),
-        RestoreCommand::Retry {
-            target_time,
-            backup_id,
-        } => print(
+        RestoreCommand::Retry { target, backup_id } => print(
             &engine
-                .retry(target(&target_time)?, backup_id.as_deref())
+                .retry(target.resolve(&engine).await?, backup_id.as_deref())
                 .await?,
         ),
         RestoreCommand::Accept { backup } => {

@@ -21,14 +21,32 @@ use super::{audit, operator, server_context, signed_in, Caller, ServerContext};
 #[cfg(feature = "ssr")]
 const MAX_TARGET_CHARS: usize = 64;
 
+/// A target as the wizard sends it: a time with its zone, or `before xid N` / `after xid N`
+/// (a transaction from the list), found in the WAL by the engine.
 #[cfg(feature = "ssr")]
-fn parse_target(text: &str) -> Result<engine::target::TargetTime, AppError> {
+async fn parse_target(
+    ctx: &ServerContext,
+    text: &str,
+) -> Result<engine::target::RestoreTarget, AppError> {
     if text.len() > MAX_TARGET_CHARS || text.contains('\0') {
         return Err(AppError::BadRequest(
             "the target time is not a time: write it like 2026-11-26 09:30:00+01:00".into(),
         ));
     }
+    if let Some((before, xid)) = crate::model::parse_transaction_target(text) {
+        let side = if before {
+            engine::target::Side::Before
+        } else {
+            engine::target::Side::After
+        };
+        return ctx
+            .engine
+            .transaction_target(xid, side)
+            .await
+            .map_err(from_engine);
+    }
     text.parse::<engine::target::TargetTime>()
+        .map(engine::target::RestoreTarget::Time)
         .map_err(|e| AppError::BadRequest(e.to_string()))
 }
 
@@ -52,6 +70,7 @@ pub(super) fn from_engine(e: engine::restore::RestoreError) -> AppError {
         E::OutsideWindow { .. }
         | E::UnknownBackup(_)
         | E::UnusableBackup { .. }
+        | E::UnknownTransaction { .. }
         | E::WalGap { .. }
         | E::WrongCluster { .. }
         | E::DiskFull { .. }
@@ -118,9 +137,9 @@ fn refuse_if_open(ctx: &ServerContext) -> Result<(), AppError> {
 #[server]
 pub async fn restore_plan(target: String, backup_id: Option<String>) -> Result<PlanView, AppError> {
     operator()?;
-    let target = parse_target(&target)?;
     let backup_id = parse_backup_id(backup_id)?;
     let ctx = server_context()?;
+    let target = parse_target(&ctx, &target).await?;
     let plan = ctx
         .engine
         .plan(target, backup_id.as_deref())
@@ -143,9 +162,9 @@ pub async fn restore_start(
     confirm_database: String,
 ) -> Result<(), AppError> {
     let caller = operator()?;
-    let target = parse_target(&target)?;
     let backup_id = parse_backup_id(backup_id)?;
     let ctx = server_context()?;
+    let target = parse_target(&ctx, &target).await?;
     let database = ctx.engine.config().postgres.database.clone();
     if confirm_database.trim() != database {
         return Err(AppError::BadRequest(format!(
@@ -222,10 +241,10 @@ pub async fn restore_query(sql: String) -> Result<QueryView, AppError> {
 #[server]
 pub async fn restore_retry(target: String, backup_id: Option<String>) -> Result<(), AppError> {
     let caller = operator()?;
-    let target = parse_target(&target)?;
     let backup_id = parse_backup_id(backup_id)?;
     let ctx = server_context()?;
     paused(&ctx)?;
+    let target = parse_target(&ctx, &target).await?;
     let engine = ctx.engine.clone();
     in_background(
         ctx,
@@ -235,6 +254,52 @@ pub async fn restore_retry(target: String, backup_id: Option<String>) -> Result<
         async move { engine.retry(target, backup_id.as_deref()).await },
     );
     Ok(())
+}
+
+/// The longest range listed at once, and the most rows sent to the page.
+#[cfg(feature = "ssr")]
+const MAX_RANGE_MINUTES: i64 = 24 * 60;
+#[cfg(feature = "ssr")]
+const MAX_ROWS: usize = 300;
+
+/// The transactions that ended within `minutes` either side of `around` (a time with its zone;
+/// empty: the last `minutes` up to now), from the WAL Barman holds. `suspicious_only` keeps the
+/// drops, truncates and largest deletes. At most [`MAX_ROWS`] rows, the nearest to the middle.
+#[server]
+pub async fn restore_transactions(
+    around: String,
+    minutes: u32,
+    suspicious_only: bool,
+) -> Result<crate::model::TransactionsView, AppError> {
+    operator()?;
+    let ctx = server_context()?;
+    let span = chrono::TimeDelta::minutes(i64::from(minutes).clamp(1, MAX_RANGE_MINUTES));
+    let now = super::server_now();
+    let (from, to, middle) = if around.trim().is_empty() {
+        (now - span, now, now)
+    } else {
+        if around.len() > MAX_TARGET_CHARS {
+            return Err(AppError::BadRequest("that is not a time".into()));
+        }
+        let t = around
+            .parse::<engine::target::TargetTime>()
+            .map_err(|e| AppError::BadRequest(e.to_string()))?
+            .utc();
+        (t - span, t + span, t)
+    };
+    let started = std::time::Instant::now();
+    let list = ctx
+        .engine
+        .transactions(from, to)
+        .await
+        .map_err(|e| from_engine(e.into()))?;
+    Ok(views::transactions(
+        list,
+        suspicious_only,
+        middle,
+        MAX_ROWS,
+        started.elapsed().as_millis() as u64,
+    ))
 }
 
 /// Make the restored state the database: archiving back on, promote, clean up.
@@ -287,7 +352,51 @@ fn paused(ctx: &ServerContext) -> Result<(), AppError> {
 pub(super) mod views {
     use engine::restore::{Downtime, Outcome, Plan, RestoreStatus, Step};
 
-    use crate::model::{PlanView, RestoreView, StepView};
+    use crate::model::{PlanView, RestoreView, StepView, TransactionRow, TransactionsView};
+
+    /// The rows the page shows: the filter, then at most `max`, the nearest to `middle`, in
+    /// the order they ended.
+    pub fn transactions(
+        list: engine::transactions::TransactionList,
+        suspicious_only: bool,
+        middle: chrono::DateTime<chrono::Utc>,
+        max: usize,
+        elapsed_ms: u64,
+    ) -> TransactionsView {
+        let total = list.transactions.len();
+        let suspicious_total = list.transactions.iter().filter(|t| t.suspicious).count();
+        let mut rows: Vec<(usize, TransactionRow)> = list
+            .transactions
+            .into_iter()
+            .filter(|t| t.suspicious || !suspicious_only)
+            .map(|t| TransactionRow {
+                xid: t.xid,
+                committed: t.committed,
+                ended_at: t.ended_at,
+                end_lsn: t.end_lsn,
+                line: t.line,
+                suspicious: t.suspicious,
+            })
+            .enumerate()
+            .collect();
+        if rows.len() > max {
+            // The nearest to the middle, then back in WAL order.
+            rows.sort_by_key(|(_, r)| (r.ended_at - middle).abs());
+            rows.truncate(max);
+            rows.sort_by_key(|(i, _)| *i);
+        }
+        TransactionsView {
+            from: list.from,
+            to: list.to,
+            rows: rows.into_iter().map(|(_, r)| r).collect(),
+            total,
+            suspicious_total,
+            segments: list.segments,
+            decoded: list.decoded,
+            elapsed_ms,
+            last_archived_end: list.last_archived_end,
+        }
+    }
 
     /// What each step does, in one sentence.
     fn what(step: Step) -> &'static str {
@@ -319,7 +428,8 @@ pub(super) mod views {
                     mib(p.needed_bytes)
                 )
             }),
-            target: p.target.utc(),
+            target: p.target.time().utc(),
+            target_transaction: p.target.transaction().map(|_| p.target.to_string()),
             backup_id: p.backup_id.clone(),
             backup_end: p.backup_end,
             window_start: p.window.earliest,
@@ -342,7 +452,8 @@ pub(super) mod views {
         RestoreView {
             restore_id: s.restore_id.clone(),
             state: s.state.name().to_owned(),
-            target: s.target.utc(),
+            target: s.target.time().utc(),
+            target_transaction: s.target.transaction().map(|_| s.target.to_string()),
             backup_id: s.plan.backup_id.clone(),
             steps: s
                 .steps

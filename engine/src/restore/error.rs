@@ -9,7 +9,7 @@ use crate::barman::BarmanError;
 use crate::catalog::CatalogError;
 use crate::probe::ProbeError;
 use crate::service::ServiceError;
-use crate::target::{TargetTime, TargetTimeError};
+use crate::target::{RestoreTarget, TargetTimeError};
 use crate::window::WindowError;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,18 @@ pub enum RestoreError {
     #[error("{0}")]
     Target(#[from] TargetTimeError),
     #[error("the target {target} is {why}")]
-    OutsideWindow { target: TargetTime, why: String },
+    OutsideWindow { target: RestoreTarget, why: String },
+    #[error(
+        "transaction {xid} does not end in the WAL Barman holds between {} and {}: choose one \
+         from the list of transactions (`barkeep restore transactions`)",
+        from.format("%Y-%m-%d %H:%M:%S UTC"),
+        to.format("%Y-%m-%d %H:%M:%S UTC")
+    )]
+    UnknownTransaction {
+        xid: u32,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    },
     #[error("there is no backup with id {0:?}: choose one that `barman list-backups` shows")]
     UnknownBackup(String),
     #[error("backup {id} cannot be used for this target: {why}")]

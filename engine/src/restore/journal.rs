@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Outcome, Plan, Step};
 use crate::state_dir::StateDir;
-use crate::target::TargetTime;
+use crate::target::RestoreTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -37,7 +37,7 @@ pub enum Record {
     },
     StepStarted {
         step: Step,
-        target: Option<TargetTime>,
+        target: Option<RestoreTarget>,
     },
     StepFinished {
         step: Step,

@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::barman::CheckItem;
-use crate::target::TargetTime;
+use crate::target::RestoreTarget;
 use crate::window::RecoveryWindow;
 
 /// The steps of a restore.
@@ -167,7 +167,7 @@ pub enum Outcome {
 pub struct Plan {
     pub restore_id: String,
     pub created_at: DateTime<Utc>,
-    pub target: TargetTime,
+    pub target: RestoreTarget,
     pub backup_id: String,
     pub backup_end: DateTime<Utc>,
     /// The timeline to follow (`--target-tli`): the server's current one when it is up.

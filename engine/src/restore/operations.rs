@@ -8,7 +8,7 @@ use super::journal::{self, Entry, Journal, Record};
 use super::run::Run;
 use super::step::{self, Cx};
 use super::{AfterCrash, Outcome, Phase, Plan, RestoreError, RestoreStatus, Step};
-use crate::target::TargetTime;
+use crate::target::{RestoreTarget, TargetTime};
 use crate::Engine;
 
 /// A failure on the way to paused: the step it happened in, and why.
@@ -19,9 +19,10 @@ impl Engine {
     /// Any failure rolls back to the state before the restore.
     pub async fn start_restore(
         &self,
-        target: TargetTime,
+        target: impl Into<RestoreTarget>,
         backup_id: Option<&str>,
     ) -> Result<RestoreStatus, RestoreError> {
+        let target = target.into();
         let _lock = self.exclusive().await?;
         self.refuse_if_in_progress()?;
         let plan = self.plan(target, backup_id).await?;
@@ -40,9 +41,10 @@ impl Engine {
     /// Retry at another target: back to an empty data directory, recover, start paused.
     pub async fn retry(
         &self,
-        target: TargetTime,
+        target: impl Into<RestoreTarget>,
         backup_id: Option<&str>,
     ) -> Result<RestoreStatus, RestoreError> {
+        let target = target.into();
         let _lock = self.exclusive().await?;
         let (run, status) = self.open_paused()?;
         let plan = status.plan;
@@ -255,7 +257,7 @@ impl Engine {
         run: &Run,
         plan: &Plan,
         from: Step,
-        target: TargetTime,
+        target: RestoreTarget,
         backup_id: &str,
     ) -> Result<(), StepError> {
         let cx = Cx {

@@ -12,7 +12,8 @@ use crate::admin;
 use crate::catalog::{Backup, Catalog};
 use crate::probe;
 use crate::service::{Postmaster, ServiceControl};
-use crate::target::TargetTime;
+use crate::target::{RestoreTarget, TargetTime};
+use crate::transactions::Lsn;
 use crate::window::RecoveryWindow;
 use crate::Engine;
 
@@ -20,9 +21,10 @@ impl Engine {
     /// The dry run: validates the target and everything around it, touches nothing.
     pub async fn plan(
         &self,
-        target: TargetTime,
+        target: impl Into<RestoreTarget>,
         backup_id: Option<&str>,
     ) -> Result<Plan, RestoreError> {
+        let target = target.into();
         let config = self.config();
         let now = Utc::now();
         let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%3fZ"));
@@ -45,11 +47,15 @@ impl Engine {
         // target; otherwise only what Barman already has counts.
         let earliest = check_target(&window, target, now)?;
         if server.is_none() {
-            require_commit_after(
+            require_reachable(
                 &window,
                 target,
                 "and PostgreSQL is down, so no later one can be archived",
             )?;
+        } else {
+            // The names of the tables now: a transaction listed later can name a table this
+            // restore drops.
+            self.remember_relation_names().await;
         }
         let backup = select_backup(&catalog, target, backup_id)?;
 
@@ -122,13 +128,13 @@ impl Engine {
     /// The server is paused, so nothing later can be archived. Returns the backup to use.
     pub(super) async fn plan_retry(
         &self,
-        target: TargetTime,
+        target: RestoreTarget,
         backup_id: Option<&str>,
     ) -> Result<String, RestoreError> {
         let catalog = self.catalog()?;
         let window = self.recovery_window_of(&catalog).await?;
         check_target(&window, target, Utc::now())?;
-        require_commit_after(
+        require_reachable(
             &window,
             target,
             "and the paused server cannot archive a later one",
@@ -189,10 +195,11 @@ impl Engine {
 /// Not in the future, not before the end of the oldest backup. Returns that end.
 fn check_target(
     window: &RecoveryWindow,
-    target: TargetTime,
+    target: RestoreTarget,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, RestoreError> {
-    if target.utc() > now {
+    let at = target.time();
+    if at.utc() > now {
         return Err(RestoreError::OutsideWindow {
             target,
             why: format!("in the future (it is {} now)", TargetTime::new(now)),
@@ -204,7 +211,7 @@ fn check_target(
             why: "not restorable: Barman has no finished backup yet".into(),
         });
     };
-    if target.utc() < earliest {
+    if at.utc() < earliest {
         return Err(RestoreError::OutsideWindow {
             target,
             why: format!(
@@ -217,15 +224,21 @@ fn check_target(
 }
 
 /// Recovery stops only at the first commit AFTER the target (docs/barman.md): without one in
-/// archived WAL, replay runs to the end and never pauses at the target. The one check of it,
-/// for the plan, the archive step and a retry; `no_later` says why no later one is coming.
-pub(super) fn require_commit_after(
+/// archived WAL, replay runs to the end and never pauses at the target. A transaction target
+/// stops at the transaction's own end record, which must have reached Barman. The one check of
+/// it, for the plan, the archive step and a retry; `no_later` says why no later one is coming.
+pub(super) fn require_reachable(
     window: &RecoveryWindow,
-    target: TargetTime,
+    target: RestoreTarget,
     no_later: &str,
 ) -> Result<DateTime<Utc>, RestoreError> {
+    let at = target.time().utc();
+    let reached = |latest: DateTime<Utc>| match target {
+        RestoreTarget::Time(_) => at < latest,
+        RestoreTarget::Transaction(_) => at <= latest,
+    };
     match window.latest {
-        Some(latest) if target.utc() < latest => Ok(latest),
+        Some(latest) if reached(latest) => Ok(latest),
         Some(latest) => Err(RestoreError::OutsideWindow {
             target,
             why: format!(
@@ -244,37 +257,53 @@ pub(super) fn require_commit_after(
 /// have ended before the target) or the newest that ended before it; with no WAL gap after it.
 fn select_backup<'c>(
     catalog: &'c Catalog,
-    target: TargetTime,
+    target: RestoreTarget,
     backup_id: Option<&str>,
 ) -> Result<&'c Backup, RestoreError> {
-    let backup =
-        match backup_id {
-            Some(id) => {
-                let b = catalog
-                    .backup(id)
-                    .filter(|_| crate::validate::is_backup_id(id))
-                    .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
-                if !b.is_recoverable() {
-                    return Err(RestoreError::UnusableBackup {
-                        id: id.to_owned(),
-                        why: format!("its status is {}", b.status.as_str()),
-                    });
-                }
-                if let Some(end) = b.end_time.filter(|e| *e > target.utc()) {
-                    return Err(RestoreError::UnusableBackup {
-                        id: id.to_owned(),
-                        why: format!("it ended at {}, after the target", TargetTime::new(end)),
-                    });
-                }
-                b
+    let at = target.time();
+    let backup = match backup_id {
+        Some(id) => {
+            let b = catalog
+                .backup(id)
+                .filter(|_| crate::validate::is_backup_id(id))
+                .ok_or_else(|| RestoreError::UnknownBackup(id.to_owned()))?;
+            if !b.is_recoverable() {
+                return Err(RestoreError::UnusableBackup {
+                    id: id.to_owned(),
+                    why: format!("its status is {}", b.status.as_str()),
+                });
             }
-            None => catalog.backup_for_target(target.utc()).ok_or_else(|| {
-                RestoreError::OutsideWindow {
-                    target,
-                    why: "before every finished backup".into(),
-                }
+            if let Some(end) = b.end_time.filter(|e| *e > at.utc()) {
+                return Err(RestoreError::UnusableBackup {
+                    id: id.to_owned(),
+                    why: format!("it ended at {}, after the target", TargetTime::new(end)),
+                });
+            }
+            b
+        }
+        None => catalog
+            .backup_for_target(at.utc())
+            .ok_or_else(|| RestoreError::OutsideWindow {
+                target,
+                why: "before every finished backup".into(),
             })?,
-        };
+    };
+    // A transaction must end after the backup's end position, not only its time: replay from a
+    // backup that already holds the transaction never meets its end record.
+    if let (Some(t), Some(end)) = (
+        target.transaction(),
+        backup.end_xlog.as_deref().and_then(Lsn::parse),
+    ) {
+        if t.end_lsn <= end {
+            return Err(RestoreError::UnusableBackup {
+                id: backup.id.clone(),
+                why: format!(
+                    "it ends at WAL position {end}, after transaction {} ended ({})",
+                    t.xid, t.end_lsn
+                ),
+            });
+        }
+    }
     let gaps = catalog.wal_gaps(backup);
     if let Some(first) = gaps.first() {
         return Err(RestoreError::WalGap {
@@ -302,11 +331,11 @@ mod tests {
         };
         let before = TargetTime::new(at("2026-11-28T01:59:59Z"));
         assert_eq!(
-            require_commit_after(&window, before, "x").expect("a commit follows"),
+            require_reachable(&window, before.into(), "x").expect("a commit follows"),
             at("2026-11-28T02:00:00Z")
         );
         let same = TargetTime::new(at("2026-11-28T02:00:00Z"));
-        let e = require_commit_after(&window, same, "and no later one is coming").unwrap_err();
+        let e = require_reachable(&window, same.into(), "and no later one is coming").unwrap_err();
         assert!(
             e.to_string()
                 .contains("after the last transaction Barman has archived")
@@ -317,7 +346,7 @@ mod tests {
             latest: None,
             ..window.clone()
         };
-        assert!(require_commit_after(&empty, before, "x").is_err());
+        assert!(require_reachable(&empty, before.into(), "x").is_err());
     }
 
     #[test]
@@ -328,21 +357,29 @@ mod tests {
             latest_segment: None,
         };
         let now = at("2026-11-28T03:00:00Z");
-        assert!(
-            check_target(&window, TargetTime::new(at("2026-11-28T03:00:01Z")), now)
-                .unwrap_err()
-                .to_string()
-                .contains("in the future")
-        );
-        assert!(
-            check_target(&window, TargetTime::new(at("2026-11-28T00:59:59Z")), now)
-                .unwrap_err()
-                .to_string()
-                .contains("before the end of the oldest backup")
-        );
+        assert!(check_target(
+            &window,
+            TargetTime::new(at("2026-11-28T03:00:01Z")).into(),
+            now
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("in the future"));
+        assert!(check_target(
+            &window,
+            TargetTime::new(at("2026-11-28T00:59:59Z")).into(),
+            now
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("before the end of the oldest backup"));
         assert_eq!(
-            check_target(&window, TargetTime::new(at("2026-11-28T01:30:00Z")), now)
-                .expect("inside"),
+            check_target(
+                &window,
+                TargetTime::new(at("2026-11-28T01:30:00Z")).into(),
+                now
+            )
+            .expect("inside"),
             at("2026-11-28T01:00:00Z")
         );
     }

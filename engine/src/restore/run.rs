@@ -11,7 +11,7 @@ use super::journal::{Entry, Journal, Record};
 use super::{RestoreError, Step};
 use crate::process::{ChildObserver, OBSERVER};
 use crate::state_dir::StateDir;
-use crate::target::TargetTime;
+use crate::target::RestoreTarget;
 
 /// The journal of one restore and what it says so far, shared with the child observer.
 pub(crate) struct Recorder {
@@ -180,7 +180,7 @@ impl Run {
     pub(crate) async fn step<T>(
         &self,
         step: Step,
-        target: Option<TargetTime>,
+        target: Option<RestoreTarget>,
         body: impl std::future::Future<Output = Result<(T, Option<String>), RestoreError>>,
     ) -> Result<T, RestoreError> {
         self.record(Record::StepStarted { step, target })?;

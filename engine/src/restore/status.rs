@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::journal::{Entry, Record};
 use super::{Outcome, Plan, Step};
-use crate::target::TargetTime;
+use crate::target::RestoreTarget;
 
 /// Where a restore stands, derived from its journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ pub struct RestoreStatus {
     pub state: Phase,
     pub plan: Plan,
     /// The target of the latest recover (a retry changes it).
-    pub target: TargetTime,
+    pub target: RestoreTarget,
     pub steps: Vec<StepRecord>,
     pub outcome: Option<Outcome>,
     pub log: Vec<String>,

@@ -18,15 +18,21 @@
 //! - DROP TABLE deletes pg_class rows and its COMMIT record lists the table's files as dropped;
 //! - any other write to a system catalog (relfilenode below 16384) is DDL.
 
+pub mod list;
+pub mod names;
 pub mod record;
+pub mod segment;
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use list::{TransactionList, TransactionView};
+use record::PG_CLASS;
 pub use record::{parse_record, Lsn, RelFile, RowChange, WalRecord};
-use record::{RecordKind, PG_CLASS};
+use segment::Fragment;
+pub use segment::SegmentSummary;
 
 /// Rows one transaction changed in one relation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,12 +147,25 @@ impl Transaction {
     /// gives a relation's name where the caller knows it.
     pub fn describe(&self, name: impl Fn(&RelFile) -> Option<String>) -> String {
         let rel = |r: &RelFile| name(r).unwrap_or_else(|| format!("relfilenode {}", r.relfilenode));
-        let rels = |v: &[RelFile]| v.iter().map(&rel).collect::<Vec<_>>().join(", ");
+        // A drop or truncate also drops indexes and TOAST files: the named ones first, the
+        // others counted.
+        let rels = |v: &[RelFile]| {
+            let v: Vec<&RelFile> = v.iter().filter(|r| !r.is_catalog()).collect();
+            let named: Vec<String> = v.iter().filter_map(|r| name(r)).collect();
+            if named.is_empty() {
+                return v.iter().map(|r| rel(r)).collect::<Vec<_>>().join(", ");
+            }
+            match v.len() - named.len() {
+                0 => named.join(", "),
+                1 => format!("{} (and 1 other file)", named.join(", ")),
+                n => format!("{} (and {n} other files)", named.join(", ")),
+            }
+        };
         let rows = |n: u64| {
             if n == 1 {
                 "1 row".to_owned()
             } else {
-                format!("{n} rows")
+                format!("{} rows", thousands(n))
             }
         };
         let parts: Vec<String> = self
@@ -183,6 +202,19 @@ impl Transaction {
     }
 }
 
+/// `5000` as `5,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The transactions a person looks at first: every committed one that dropped or truncated
 /// something, and the `largest` committed ones by rows deleted, in the order they committed.
 pub fn suspicious(all: &[Transaction], largest: usize) -> Vec<&Transaction> {
@@ -202,75 +234,43 @@ pub fn suspicious(all: &[Transaction], largest: usize) -> Vec<&Transaction> {
     picked
 }
 
-/// What is known of a transaction before its end record.
-#[derive(Default)]
-struct Open {
-    rows: BTreeMap<RelFile, RowCounts>,
-    created: Vec<RelFile>,
-}
-
-/// Turns records, fed in WAL order, into transactions as they end.
+/// Turns the segments' summaries, fed in WAL order, into transactions as they end. What a
+/// transaction did in earlier segments is carried until its end record comes: a transaction
+/// may span any number of segments.
 #[derive(Default)]
 pub struct Collector {
-    open: HashMap<u32, Open>,
+    open: HashMap<u32, Fragment>,
 }
 
 impl Collector {
-    /// Takes one record; returns the transaction it ended, if it did.
-    pub fn push(&mut self, record: WalRecord) -> Option<Transaction> {
-        if record.xid == 0 {
-            return None;
+    /// Takes the next segment's summary; returns the transactions that ended in it, in WAL
+    /// order.
+    pub fn absorb(&mut self, summary: &SegmentSummary) -> Vec<Transaction> {
+        for (xid, f) in &summary.fragments {
+            self.open.entry(*xid).or_default().merge(f.clone());
         }
-        match record.kind {
-            RecordKind::Rows { change, rel } => {
-                let c = self
-                    .open
-                    .entry(record.xid)
-                    .or_default()
-                    .rows
-                    .entry(rel)
-                    .or_default();
-                match change {
-                    RowChange::Inserted(n) => c.inserted += n,
-                    RowChange::Updated => c.updated += 1,
-                    RowChange::Deleted => c.deleted += 1,
-                    // Logical-level TRUNCATE: the files tell it too (dropped at commit).
-                    RowChange::Truncated => {}
-                }
-                None
-            }
-            RecordKind::FileCreated(rel) => {
-                self.open.entry(record.xid).or_default().created.push(rel);
-                None
-            }
-            RecordKind::End {
-                committed,
-                at,
-                dropped,
-                subxacts,
-            } => {
-                let mut open = self.open.remove(&record.xid).unwrap_or_default();
+        summary
+            .ends
+            .iter()
+            .map(|end| {
+                let mut done = self.open.remove(&end.xid).unwrap_or_default();
                 // A subtransaction's records carry its own xid; they belong to this one.
-                for sub in subxacts {
-                    if let Some(s) = self.open.remove(&sub) {
-                        for (rel, c) in s.rows {
-                            *open.rows.entry(rel).or_default() += c;
-                        }
-                        open.created.extend(s.created);
+                for sub in &end.subxacts {
+                    if let Some(s) = self.open.remove(sub) {
+                        done.merge(s);
                     }
                 }
-                Some(Transaction {
-                    xid: record.xid,
-                    committed,
-                    ended_at: at,
-                    end_lsn: record.lsn,
-                    rows: open.rows,
-                    created: open.created,
-                    dropped,
-                })
-            }
-            RecordKind::Other => None,
-        }
+                Transaction {
+                    xid: end.xid,
+                    committed: end.committed,
+                    ended_at: end.at,
+                    end_lsn: end.lsn,
+                    rows: done.rows,
+                    created: done.created,
+                    dropped: end.dropped.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Transactions still open (begun in the WAL read, not ended in it).
@@ -281,11 +281,11 @@ impl Collector {
 
 /// Every transaction that ends in `text` (pg_waldump's output), in WAL order.
 pub fn from_waldump_text(text: &str) -> Vec<Transaction> {
-    let mut c = Collector::default();
+    let mut summary = SegmentSummary::default();
     text.lines()
         .filter_map(parse_record)
-        .filter_map(|r| c.push(r))
-        .collect()
+        .for_each(|r| summary.push(r));
+    Collector::default().absorb(&summary)
 }
 
 #[cfg(test)]
@@ -368,6 +368,14 @@ mod tests {
             "2026-11-28T05:25:40.004838+00:00"
         );
         assert!(line(745).starts_with("05:25:40 UTC"), "{}", line(745));
+    }
+
+    #[test]
+    fn large_counts_read_with_thousands_separators() {
+        assert_eq!(thousands(5), "5");
+        assert_eq!(thousands(5000), "5,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(100_000), "100,000");
     }
 
     #[test]

@@ -33,8 +33,10 @@ impl fmt::Display for Lsn {
     }
 }
 
-/// A relation's files: tablespace, database, relfilenode (`rel 1663/16385/24576`).
+/// A relation's files: tablespace, database, relfilenode (`rel 1663/16385/24576`). Serialised
+/// as that text, so that it can key a JSON map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct RelFile {
     pub tablespace: u32,
     pub database: u32,
@@ -104,6 +106,20 @@ impl fmt::Display for RelFile {
             "{}/{}/{}",
             self.tablespace, self.database, self.relfilenode
         )
+    }
+}
+
+impl From<RelFile> for String {
+    fn from(r: RelFile) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for RelFile {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        RelFile::parse_triple(&s)
+            .ok_or_else(|| format!("{s:?} is not tablespace/database/relfilenode"))
     }
 }
 

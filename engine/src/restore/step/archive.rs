@@ -2,7 +2,7 @@
 //! segment forced into Barman, so that recovery finds a commit after the target to stop at.
 //! Nothing is changed on disk; a crash here leaves PostgreSQL running as before.
 
-use super::super::plan::require_commit_after;
+use super::super::plan::require_reachable;
 use super::super::RestoreError;
 use super::Cx;
 use crate::{admin, probe, target::TargetTime};
@@ -16,7 +16,7 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
     cx.run.log_output(&out)?;
     let catalog = engine.catalog()?;
     let window = engine.recovery_window_of(&catalog).await?;
-    let latest = require_commit_after(
+    let latest = require_reachable(
         &window,
         cx.target,
         "even after a WAL switch no later one reached Barman",

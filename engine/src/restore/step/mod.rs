@@ -18,7 +18,7 @@ use super::error::io;
 use super::journal::sync_dir;
 use super::run::Run;
 use super::{Plan, RestoreError, Step};
-use crate::target::TargetTime;
+use crate::target::RestoreTarget;
 use crate::Engine;
 
 /// What a step of the way to paused runs with.
@@ -27,7 +27,7 @@ pub(super) struct Cx<'a> {
     pub run: &'a Run,
     pub plan: &'a Plan,
     /// The target of this pass (a retry changes it).
-    pub target: TargetTime,
+    pub target: RestoreTarget,
     /// The backup of this pass (a retry may change it).
     pub backup_id: &'a str,
 }

@@ -13,7 +13,8 @@ use super::super::{RestoreError, Step};
 use super::Cx;
 use crate::probe::{self, PauseState};
 use crate::service::{Postmaster, ServiceControl};
-use crate::target::TargetTime;
+use crate::target::{Side, TargetTime, TransactionTarget};
+use crate::transactions::Lsn;
 use crate::Engine;
 
 /// How long replay up to the target may take.
@@ -29,10 +30,60 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
         timeline: s.timeline,
         last_replayed: replayed,
     })?;
-    Ok(Some(match replayed {
-        Some(t) => format!("paused; last replayed transaction {}", TargetTime::new(t)),
-        None => "paused; no transaction replayed".into(),
-    }))
+    let last = match replayed {
+        Some(t) => format!("last replayed transaction {}", TargetTime::new(t)),
+        None => "no transaction replayed".into(),
+    };
+    match cx.target.transaction() {
+        None => Ok(Some(format!("paused; {last}"))),
+        Some(t) => Ok(Some(format!(
+            "paused {}; {last}",
+            stop_at_transaction(engine, t).await?
+        ))),
+    }
+}
+
+/// Proves from PostgreSQL that replay paused on the chosen side of the transaction: the end of
+/// the last replayed record is at or before the start of its commit record ("before"), or
+/// past it ("after"). Says where, for the person to see.
+async fn stop_at_transaction(
+    engine: &Engine,
+    t: &TransactionTarget,
+) -> Result<String, RestoreError> {
+    let client = probe::connect(&engine.config().postgres, None).await?;
+    let row = client
+        .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+        .await
+        .map_err(|source| probe::ProbeError::Query {
+            what: "the replay position",
+            source,
+        })?;
+    let text: Option<String> = row.get(0);
+    let replayed = text.as_deref().and_then(Lsn::parse);
+    let right = match (t.side, replayed) {
+        (Side::Before, Some(r)) => r <= t.end_lsn,
+        (Side::After, Some(r)) => r > t.end_lsn,
+        (_, None) => false,
+    };
+    let shown = text.unwrap_or_else(|| "nowhere".into());
+    let side = match t.side {
+        Side::Before => "before",
+        Side::After => "after",
+    };
+    if !right {
+        return Err(RestoreError::StepFailed {
+            step: Step::StartPaused,
+            message: format!(
+                "replay paused at WAL position {shown}, not just {side} transaction {} (its end \
+                 record is at {})",
+                t.xid, t.end_lsn
+            ),
+        });
+    }
+    Ok(format!(
+        "at WAL position {shown}, just {side} transaction {} (its end record is at {})",
+        t.xid, t.end_lsn
+    ))
 }
 
 /// The restored server up again after an interruption: started if it is down, and awaited
