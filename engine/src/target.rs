@@ -112,6 +112,25 @@ pub struct TransactionTarget {
     pub ended_at: TargetTime,
     /// The LSN of its commit (or abort) record, for the check of where replay paused.
     pub end_lsn: Lsn,
+    /// The LSN of its first record, where Barman's WAL holds it.
+    #[serde(default)]
+    pub begin_lsn: Option<Lsn>,
+    /// It took an ACCESS EXCLUSIVE lock (DROP, TRUNCATE, ALTER TABLE, ...).
+    #[serde(default)]
+    pub locked: bool,
+}
+
+impl TransactionTarget {
+    /// Where "just before" a transaction that locked tables stops: before its FIRST record, so
+    /// that the paused server holds none of its locks and the tables can be read (stopped at
+    /// its commit, replay would hold its ACCESS EXCLUSIVE locks for as long as it is paused).
+    /// `None`: the stop is at its end record (`--target-xid`).
+    pub fn stop_before_first_record(&self) -> Option<Lsn> {
+        match self.side {
+            Side::Before if self.locked => self.begin_lsn,
+            _ => None,
+        }
+    }
 }
 
 /// Where a restore stops: at a moment, or at one transaction. Journals written before
@@ -144,7 +163,10 @@ impl RestoreTarget {
         match self {
             Self::Time(t) => vec!["--target-time".into(), t.for_barman()],
             Self::Transaction(t) => {
-                let mut args = vec!["--target-xid".into(), t.xid.to_string()];
+                let mut args = match t.stop_before_first_record() {
+                    Some(lsn) => vec!["--target-lsn".into(), lsn.to_string()],
+                    None => vec!["--target-xid".into(), t.xid.to_string()],
+                };
                 if t.side == Side::Before {
                     args.push("--exclusive".into());
                 }
@@ -166,12 +188,17 @@ impl fmt::Display for RestoreTarget {
             Self::Time(t) => t.fmt(f),
             Self::Transaction(t) => write!(
                 f,
-                "just {} transaction {} (ended {})",
+                "just {} transaction {}{} (ended {})",
                 match t.side {
                     Side::Before => "before",
                     Side::After => "after",
                 },
                 t.xid,
+                if t.stop_before_first_record().is_some() {
+                    " began"
+                } else {
+                    ""
+                },
                 t.ended_at
             ),
         }
@@ -245,6 +272,8 @@ mod tests {
             side: Side::Before,
             ended_at: at,
             end_lsn: Lsn(0x0500_0100),
+            begin_lsn: Some(Lsn(0x0500_0028)),
+            locked: false,
         });
         assert_eq!(before.barman_args(), ["--target-xid", "745", "--exclusive"]);
         assert_eq!(
@@ -256,6 +285,24 @@ mod tests {
             ..*before.transaction().expect("a transaction")
         });
         assert_eq!(after.barman_args(), ["--target-xid", "745"]);
+        // A DROP holds its table locked until its commit: "before" it stops at its first
+        // record, and says so.
+        let drop = RestoreTarget::Transaction(TransactionTarget {
+            locked: true,
+            ..*before.transaction().expect("a transaction")
+        });
+        assert_eq!(
+            drop.barman_args(),
+            ["--target-lsn", "0/05000028", "--exclusive"]
+        );
+        assert!(drop
+            .to_string()
+            .starts_with("just before transaction 745 began"));
+        let drop_after = RestoreTarget::Transaction(TransactionTarget {
+            side: Side::After,
+            ..*drop.transaction().expect("a transaction")
+        });
+        assert_eq!(drop_after.barman_args(), ["--target-xid", "745"]);
         assert_eq!(after.time(), at);
         assert_eq!(
             RestoreTarget::Time(at).barman_args(),

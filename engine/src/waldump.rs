@@ -72,6 +72,20 @@ pub(crate) async fn decode(
 /// Copies `path` (gzip or plain) uncompressed into a fresh temporary directory, under the
 /// segment's name: pg_waldump derives the start position from the file NAME. Blocking.
 pub(crate) fn stage(segment: WalSegment, path: &Path) -> Result<Option<Staged>, WindowError> {
+    let dir = tempfile::tempdir().map_err(|source| WindowError::Segment {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(stage_into(dir.path(), segment, path)?.map(|file| Staged { dir, file }))
+}
+
+/// Copies `path` (gzip or plain) uncompressed into `dir` under the segment's name; `None` when
+/// the file is gone. Blocking.
+pub(crate) fn stage_into(
+    dir: &Path,
+    segment: WalSegment,
+    path: &Path,
+) -> Result<Option<PathBuf>, WindowError> {
     let err = |source| WindowError::Segment {
         path: path.to_owned(),
         source,
@@ -83,15 +97,14 @@ pub(crate) fn stage(segment: WalSegment, path: &Path) -> Result<Option<Staged>, 
     };
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let gzip = reader.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
-    let dir = tempfile::tempdir().map_err(err)?;
-    let staged = dir.path().join(segment.to_string());
+    let staged = dir.join(segment.to_string());
     let mut out = File::create(&staged).map_err(err)?;
     if gzip {
         std::io::copy(&mut flate2::read::GzDecoder::new(reader), &mut out).map_err(err)?;
     } else {
         std::io::copy(&mut reader, &mut out).map_err(err)?;
     }
-    Ok(Some(Staged { dir, file: staged }))
+    Ok(Some(staged))
 }
 
 /// `pg_waldump --rmgr=Transaction FILE` with TZ=UTC: the latest COMMIT/ABORT time it prints.

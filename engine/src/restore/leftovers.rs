@@ -14,11 +14,12 @@ use super::RestoreError;
 use crate::admin;
 
 /// The recovery settings Barman 3.3 writes into postgresql.auto.conf.
-pub(crate) const RECOVERY_SETTINGS: [&str; 7] = [
+pub(crate) const RECOVERY_SETTINGS: [&str; 8] = [
     "restore_command",
     "recovery_end_command",
     "recovery_target_time",
     "recovery_target_xid",
+    "recovery_target_lsn",
     "recovery_target_inclusive",
     "recovery_target_action",
     "recovery_target_timeline",

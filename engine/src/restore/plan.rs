@@ -92,6 +92,9 @@ impl Engine {
             needed_bytes,
             &pre_restore_kept,
         ));
+        if let Some(t) = target.transaction() {
+            warnings.extend(self.transaction_warning(t).await);
+        }
         let checks = match self.barman().check().await {
             Ok(c) => c,
             Err(e) => {
@@ -140,6 +143,42 @@ impl Engine {
             "and the paused server cannot archive a later one",
         )?;
         select_backup(&catalog, target, backup_id).map(|b| b.id.clone())
+    }
+
+    /// What a person must know of a transaction target: a stop before the first record of a
+    /// transaction that locked tables leaves out the transactions that committed while it ran.
+    async fn transaction_warning(&self, t: &crate::target::TransactionTarget) -> Option<String> {
+        let first = t.stop_before_first_record()?;
+        let during = match self.transaction_and_concurrent(t.xid, t.side).await {
+            Ok((_, during)) => during,
+            Err(e) => {
+                return Some(format!(
+                    "the transactions around {} could not be read: {e}",
+                    t.xid
+                ))
+            }
+        };
+        let why = format!(
+            "transaction {} locked tables for as long as it ran (DROP, TRUNCATE, ALTER TABLE): \
+             stopped at its commit, the paused server would keep them locked against your \
+             checks, so the restore stops before its first record ({first})",
+            t.xid
+        );
+        Some(if during.is_empty() {
+            format!(
+                "{why}; no other transaction committed while it ran, so nothing else is left out"
+            )
+        } else {
+            format!(
+                "{why}: {} transaction(s) that committed while it ran are left out too (xids {})",
+                during.len(),
+                during
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     }
 
     /// The backups belong to this cluster: Barman's system id is the server's.
@@ -294,7 +333,7 @@ fn select_backup<'c>(
         target.transaction(),
         backup.end_xlog.as_deref().and_then(Lsn::parse),
     ) {
-        if t.end_lsn <= end {
+        if t.stop_before_first_record().unwrap_or(t.end_lsn) <= end {
             return Err(RestoreError::UnusableBackup {
                 id: backup.id.clone(),
                 why: format!(

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::names::{self, Names, RelationName};
-use super::segment::{summarise, EndRecord, SegmentSummary};
+use super::segment::{summarise_run, Fragment, SegmentSummary};
 use super::{suspicious, Collector, Effect, RelFile, RowCounts, Transaction};
 use crate::catalog::Catalog;
 use crate::restore::RestoreError;
@@ -31,6 +31,8 @@ use crate::Engine;
 
 /// How many summaries the log keeps (a day of WAL at one segment a minute is 1,440).
 const MEMO_LIMIT: usize = 2048;
+/// The most segments one pg_waldump pass reads (each is staged uncompressed: 16 MiB).
+const MAX_RUN: usize = 8;
 /// How many of the largest deletes count as suspicious.
 pub const LARGEST_DELETES: usize = 20;
 
@@ -43,6 +45,10 @@ pub struct TransactionView {
     pub ended_at: DateTime<Utc>,
     /// LSN of the commit (or abort) record.
     pub end_lsn: String,
+    /// LSN of its first record in the WAL read.
+    pub begin_lsn: Option<String>,
+    /// It took an ACCESS EXCLUSIVE lock (DROP, TRUNCATE, ALTER TABLE, ...).
+    pub locked: bool,
     /// One line a person reads: `14:03:07 UTC, xid 1234: DELETE 5,000 rows from orders`.
     pub line: String,
     pub effects: Vec<EffectView>,
@@ -101,7 +107,7 @@ pub struct TransactionLog {
 #[derive(Default)]
 struct LogInner {
     /// One listing at a time: two people listing the same hour decode it once.
-    memo: tokio::sync::Mutex<HashMap<SegmentKey, Arc<SegmentSummary>>>,
+    memo: tokio::sync::Mutex<HashMap<SegmentKey, Memo>>,
     runs: AtomicU64,
 }
 
@@ -111,19 +117,65 @@ impl TransactionLog {
         self.inner.runs.load(Ordering::Relaxed)
     }
 
-    /// The end record of transaction `xid` in the segments summarised so far: on the highest
-    /// timeline where it ends on several (a restore to after it replays it again).
-    pub async fn find_end(&self, xid: u32) -> Option<EndRecord> {
+    /// Transaction `xid` in the segments summarised so far, as a target on `side`: its end
+    /// record (on the highest timeline where it ends on several: a restore to after it replays
+    /// it again), its first record and whether it locked tables, and the transactions that
+    /// committed while it ran.
+    async fn find(&self, xid: u32, side: Side) -> Option<(TransactionTarget, Vec<u32>)> {
         let memo = self.inner.memo.lock().await;
-        memo.iter()
-            .flat_map(|(k, s)| {
-                s.ends
+        let (tli, end) = memo
+            .iter()
+            .flat_map(|(k, m)| {
+                m.summary
+                    .ends
                     .iter()
                     .filter(|e| e.xid == xid)
                     .map(move |e| (k.segment().timeline, e))
             })
             .max_by_key(|(tli, e)| (*tli, e.lsn))
-            .map(|(_, e)| e.clone())
+            .map(|(t, e)| (t, e.clone()))?;
+        let mut own = Fragment::default();
+        for (k, m) in memo.iter() {
+            if k.segment().timeline != tli {
+                continue;
+            }
+            for x in std::iter::once(&xid).chain(&end.subxacts) {
+                if let Some(f) = m.summary.fragments.get(x) {
+                    own.merge(Fragment {
+                        rows: Default::default(),
+                        created: Vec::new(),
+                        ..f.clone()
+                    });
+                }
+            }
+        }
+        let begin = own.first_lsn.filter(|b| *b < end.lsn);
+        let during: Vec<u32> = match begin {
+            Some(b) => {
+                let mut v: Vec<u32> = memo
+                    .iter()
+                    .filter(|(k, _)| k.segment().timeline == tli)
+                    .flat_map(|(_, m)| m.summary.ends.iter())
+                    .filter(|e| e.committed && e.lsn > b && e.lsn < end.lsn)
+                    .map(|e| e.xid)
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+            None => Vec::new(),
+        };
+        Some((
+            TransactionTarget {
+                xid,
+                side,
+                ended_at: TargetTime::new(end.at),
+                end_lsn: end.lsn,
+                begin_lsn: begin,
+                locked: own.locked,
+            },
+            during,
+        ))
     }
 
     /// The transactions that ended in `[from, to]`, named with `names`.
@@ -135,46 +187,89 @@ impl TransactionLog {
         to: DateTime<Utc>,
         names: &Names,
     ) -> Result<TransactionList, WindowError> {
-        let chosen = in_range(&arrivals(catalog), from, to);
+        let all = arrivals(catalog);
+        let chosen = in_range(&all, from, to);
         let partial_before = chosen.first().map(|c| c.segment.to_string());
-        let keys = blocking("WAL segment files", {
+        // The segment after one, where Barman has it: a record may cross into it.
+        let successor = |c: &Candidate| {
+            all.iter()
+                .map(|a| &a.candidate)
+                .find(|n| follows(&c.segment, &n.segment))
+                .map(|n| (n.segment, n.path.clone()))
+        };
+        let keyed: Vec<(SegmentKey, Candidate)> = blocking("WAL segment files", {
             let chosen = chosen.clone();
             move || {
                 chosen
-                    .iter()
-                    .map(|c| SegmentKey::of(c, file_identity(c)).map(|k| (k, c.path.clone())))
+                    .into_iter()
+                    // An incoming file gone meanwhile (moved by `barman cron`) is skipped.
+                    .filter_map(|c| SegmentKey::of(&c, file_identity(&c)).map(|k| (k, c)))
                     .collect::<Vec<_>>()
             }
         })
         .await?;
         let mut memo = self.inner.memo.lock().await;
-        let before = self.waldump_runs();
+        // A summary cut at its end is read again once the next segment is there.
+        let known = |memo: &HashMap<SegmentKey, Memo>, (k, c): &(SegmentKey, Candidate)| {
+            memo.get(k)
+                .filter(|m| !(m.cut_at_end && successor(c).is_some()))
+                .map(|m| m.summary.clone())
+        };
         let mut collector = Collector::default();
         let mut ended = Vec::new();
-        let mut segments = 0;
-        for (key, path) in keys.into_iter().flatten() {
-            let summary = match memo.get(&key) {
-                Some(s) => s.clone(),
-                None => {
-                    let Some(s) =
-                        summarise(key.segment(), &path, pg_bin_dir, &self.inner.runs).await?
-                    else {
-                        continue;
-                    };
-                    let s = Arc::new(s);
-                    remember(&mut memo, key.clone(), s.clone());
-                    s
+        let (mut segments, mut decoded) = (0, 0);
+        let mut i = 0;
+        while i < keyed.len() {
+            let mut batch: Vec<Option<Arc<SegmentSummary>>> = Vec::new();
+            if let Some(summary) = known(&memo, &keyed[i]) {
+                batch.push(Some(summary));
+            } else {
+                // Consecutive segments nobody has read yet: one pg_waldump pass.
+                let mut j = i + 1;
+                while j < keyed.len()
+                    && j - i < MAX_RUN
+                    && follows(&keyed[j - 1].1.segment, &keyed[j].1.segment)
+                    && known(&memo, &keyed[j]).is_none()
+                {
+                    j += 1;
                 }
-            };
-            segments += 1;
-            ended.extend(
-                collector
-                    .absorb(&summary)
-                    .into_iter()
-                    .filter(|t| t.ended_at >= from && t.ended_at <= to),
-            );
+                let run: Vec<(WalSegment, std::path::PathBuf)> = keyed[i..j]
+                    .iter()
+                    .map(|(_, c)| (c.segment, c.path.clone()))
+                    .collect();
+                let next = successor(&keyed[j - 1].1);
+                let out = summarise_run(&run, next, pg_bin_dir, &self.inner.runs).await?;
+                let last = out.summaries.len().saturating_sub(1);
+                for (n, ((_, summary), (key, _))) in
+                    out.summaries.into_iter().zip(&keyed[i..j]).enumerate()
+                {
+                    // A file gone meanwhile (retention) has nothing to say.
+                    let summary = summary.map(Arc::new);
+                    if let Some(s) = &summary {
+                        decoded += 1;
+                        remember(
+                            &mut memo,
+                            key.clone(),
+                            Memo {
+                                summary: s.clone(),
+                                cut_at_end: n == last && out.cut_at_end,
+                            },
+                        );
+                    }
+                    batch.push(summary);
+                }
+            }
+            i += batch.len().max(1);
+            for summary in batch.into_iter().flatten() {
+                segments += 1;
+                ended.extend(
+                    collector
+                        .absorb(&summary)
+                        .into_iter()
+                        .filter(|t| t.ended_at >= from && t.ended_at <= to),
+                );
+            }
         }
-        let decoded = (self.waldump_runs() - before) as usize;
         Ok(TransactionList {
             from,
             to,
@@ -187,12 +282,21 @@ impl TransactionLog {
     }
 }
 
-/// Keeps `summary`, forgetting the lowest positions beyond [`MEMO_LIMIT`].
-fn remember(
-    memo: &mut HashMap<SegmentKey, Arc<SegmentSummary>>,
-    key: SegmentKey,
+/// `next` is the segment right after `segment` on its timeline.
+fn follows(segment: &WalSegment, next: &WalSegment) -> bool {
+    next.timeline == segment.timeline && next.index() == segment.index() + 1
+}
+
+/// One segment's summary as the log keeps it.
+#[derive(Clone)]
+struct Memo {
     summary: Arc<SegmentSummary>,
-) {
+    /// Its last record went on into a segment that was not there yet (see `summarise_run`).
+    cut_at_end: bool,
+}
+
+/// Keeps `summary`, forgetting the lowest positions beyond [`MEMO_LIMIT`].
+fn remember(memo: &mut HashMap<SegmentKey, Memo>, key: SegmentKey, summary: Memo) {
     memo.insert(key, summary);
     if memo.len() > MEMO_LIMIT {
         let mut keys: Vec<SegmentKey> = memo.keys().cloned().collect();
@@ -299,9 +403,11 @@ fn views(ended: &[Transaction], names: &Names) -> Vec<TransactionView> {
                 committed: t.committed,
                 ended_at: t.ended_at,
                 end_lsn: t.end_lsn.to_string(),
+                begin_lsn: t.begin_lsn.map(|l| l.to_string()),
+                locked: t.locked,
                 line: t.describe(|r| {
                     let n = names.of(r);
-                    n.name.is_some().then(|| n.label())
+                    n.name.map(|name| (name, n.gone))
                 }),
                 effects,
                 rows_deleted: t.rows_deleted(),
@@ -337,16 +443,20 @@ impl Engine {
         xid: u32,
         side: Side,
     ) -> Result<RestoreTarget, RestoreError> {
-        let target = |end: &EndRecord| {
-            RestoreTarget::Transaction(TransactionTarget {
-                xid,
-                side,
-                ended_at: TargetTime::new(end.at),
-                end_lsn: end.lsn,
-            })
-        };
-        if let Some(end) = self.transaction_log().find_end(xid).await {
-            return Ok(target(&end));
+        Ok(RestoreTarget::Transaction(
+            self.transaction_and_concurrent(xid, side).await?.0,
+        ))
+    }
+
+    /// [`Engine::transaction_target`], with the transactions that committed while it ran (a
+    /// "before" stop at its first record leaves them out).
+    pub async fn transaction_and_concurrent(
+        &self,
+        xid: u32,
+        side: Side,
+    ) -> Result<(TransactionTarget, Vec<u32>), RestoreError> {
+        if let Some(found) = self.transaction_log().find(xid, side).await {
+            return Ok(found);
         }
         let now = Utc::now();
         let catalog = self.catalog()?;
@@ -361,10 +471,10 @@ impl Engine {
                 &Names::default(),
             )
             .await?;
-        match self.transaction_log().find_end(xid).await {
-            Some(end) => Ok(target(&end)),
-            None => Err(RestoreError::UnknownTransaction { xid, from, to: now }),
-        }
+        self.transaction_log()
+            .find(xid, side)
+            .await
+            .ok_or(RestoreError::UnknownTransaction { xid, from, to: now })
     }
 
     /// The transactions that ended in `[from, to]` in the WAL Barman holds, named from the

@@ -65,6 +65,10 @@ pub struct Transaction {
     pub created: Vec<RelFile>,
     /// Relation files its commit drops (DROP, TRUNCATE, rewrites).
     pub dropped: Vec<RelFile>,
+    /// Its first record in the WAL read (None: only its end record was read).
+    pub begin_lsn: Option<Lsn>,
+    /// It took an ACCESS EXCLUSIVE lock (DROP, TRUNCATE, ALTER TABLE, ...).
+    pub locked: bool,
 }
 
 /// What a transaction did, in the terms a person looks for.
@@ -144,14 +148,19 @@ impl Transaction {
     }
 
     /// One line a person reads: `05:25:40 UTC, xid 745: DELETE 2 rows from orders`. `name`
-    /// gives a relation's name where the caller knows it.
-    pub fn describe(&self, name: impl Fn(&RelFile) -> Option<String>) -> String {
-        let rel = |r: &RelFile| name(r).unwrap_or_else(|| format!("relfilenode {}", r.relfilenode));
+    /// gives a relation's name where the caller knows it, and whether that file is gone from
+    /// the catalog now (rows written to it read `orders (since dropped or truncated)`).
+    pub fn describe(&self, name: impl Fn(&RelFile) -> Option<(String, bool)>) -> String {
+        let rel = |r: &RelFile| match name(r) {
+            Some((n, false)) => n,
+            Some((n, true)) => format!("{n} (since dropped or truncated)"),
+            None => format!("relfilenode {}", r.relfilenode),
+        };
         // A drop or truncate also drops indexes and TOAST files: the named ones first, the
         // others counted.
         let rels = |v: &[RelFile]| {
             let v: Vec<&RelFile> = v.iter().filter(|r| !r.is_catalog()).collect();
-            let named: Vec<String> = v.iter().filter_map(|r| name(r)).collect();
+            let named: Vec<String> = v.iter().filter_map(|r| name(r).map(|(n, _)| n)).collect();
             if named.is_empty() {
                 return v.iter().map(|r| rel(r)).collect::<Vec<_>>().join(", ");
             }
@@ -268,6 +277,8 @@ impl Collector {
                     rows: done.rows,
                     created: done.created,
                     dropped: end.dropped.clone(),
+                    begin_lsn: done.first_lsn,
+                    locked: done.locked,
                 }
             })
             .collect()
@@ -305,10 +316,10 @@ mod tests {
             .unwrap_or_else(|| panic!("no xid {xid}"))
     }
 
-    fn name(r: &RelFile) -> Option<String> {
+    fn name(r: &RelFile) -> Option<(String, bool)> {
         match r.relfilenode {
-            FIXTURE_T => Some("fixture_t".into()),
-            FIXTURE_COPY => Some("fixture_copy".into()),
+            FIXTURE_T => Some(("fixture_t".into(), false)),
+            FIXTURE_COPY => Some(("fixture_copy".into(), true)),
             _ => None,
         }
     }
@@ -348,7 +359,7 @@ mod tests {
             line(746)
         );
         assert!(
-            line(747).contains("INSERT 3 rows into fixture_copy; DDL"),
+            line(747).contains("INSERT 3 rows into fixture_copy (since dropped or truncated); DDL"),
             "{}",
             line(747)
         );
@@ -363,6 +374,12 @@ mod tests {
             line(749)
         );
         assert!(line(750).contains("DROP of "), "{}", line(750));
+        // The DROP locked its table from its first record on; a DELETE locks no table.
+        let drop = by_xid(&all, 750);
+        assert!(drop.locked);
+        assert_eq!(drop.begin_lsn, Lsn::parse("0/050237F0"));
+        assert!(!by_xid(&all, 745).locked);
+        assert!(by_xid(&all, 745).begin_lsn < Some(by_xid(&all, 745).end_lsn));
         assert_eq!(
             by_xid(&all, 745).ended_at.to_rfc3339(),
             "2026-11-28T05:25:40.004838+00:00"

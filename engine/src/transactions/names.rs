@@ -32,11 +32,11 @@ pub struct RelationName {
 }
 
 impl RelationName {
-    /// `orders`, `orders (gone since)`, `relfilenode 24583 (gone, never seen by name)`.
+    /// `orders`, `orders (since dropped or truncated)`, `relfilenode 24583 (no name known)`.
     pub fn label(&self) -> String {
         match (&self.name, self.gone) {
             (Some(n), false) => n.clone(),
-            (Some(n), true) => format!("{n} (gone since)"),
+            (Some(n), true) => format!("{n} (since dropped or truncated)"),
             (None, _) => format!("relfilenode {} (no name known)", self.relfilenode),
         }
     }
@@ -236,7 +236,10 @@ mod tests {
             book,
         };
         assert_eq!(names.of(&rel(1)).label(), "orders");
-        assert_eq!(names.of(&rel(2)).label(), "audit (gone since)");
+        assert_eq!(
+            names.of(&rel(2)).label(),
+            "audit (since dropped or truncated)"
+        );
         assert_eq!(names.of(&rel(3)).label(), "relfilenode 3 (no name known)");
         // Sixty days on, nobody has seen `audit`: forgotten.
         let book = update_book(&path, Some(&now_only), t1 + Duration::days(61));

@@ -153,7 +153,11 @@ pub enum RecordKind {
         /// `subxacts:` its subtransactions (savepoints): their records carry their own xid.
         subxacts: Vec<u32>,
     },
-    /// Anything else (btree, vacuum, checkpoint, locks, ...).
+    /// The transaction took an ACCESS EXCLUSIVE lock on a relation (`Standby LOCK`): DROP,
+    /// TRUNCATE, most ALTER TABLE. A server paused while it is in flight keeps the table
+    /// locked against every reader.
+    Locked,
+    /// Anything else (btree, vacuum, checkpoint, ...).
     Other,
 }
 
@@ -180,6 +184,7 @@ pub fn parse_record(line: &str) -> Option<WalRecord> {
             .and_then(|p| RelFile::parse_path(p.trim()))
             .map_or(RecordKind::Other, RecordKind::FileCreated),
         "Transaction" => end(desc).unwrap_or(RecordKind::Other),
+        "Standby" if desc.starts_with("LOCK ") => RecordKind::Locked,
         _ => RecordKind::Other,
     };
     Some(WalRecord { lsn, xid, kind })

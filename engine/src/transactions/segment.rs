@@ -9,7 +9,7 @@
 //! nothing holds the whole text.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,17 +20,21 @@ use super::record::{RecordKind, RowChange, WalRecord};
 use super::{parse_record, Lsn, RelFile, RowCounts};
 use crate::process::Program;
 use crate::wal::WalSegment;
-use crate::waldump::{stage, Staged};
+use crate::waldump::stage_into;
 use crate::window::{blocking, WindowError};
 
-/// How long pg_waldump may take over one whole segment.
-const SEGMENT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long one pg_waldump run (a few segments) may take.
+const SEGMENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one transaction did inside one segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fragment {
     pub rows: BTreeMap<RelFile, RowCounts>,
     pub created: Vec<RelFile>,
+    /// Its first record here.
+    pub first_lsn: Option<Lsn>,
+    /// It took an ACCESS EXCLUSIVE lock here.
+    pub locked: bool,
 }
 
 impl Fragment {
@@ -39,6 +43,11 @@ impl Fragment {
             *self.rows.entry(rel).or_default() += c;
         }
         self.created.extend(other.created);
+        self.first_lsn = match (self.first_lsn, other.first_lsn) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.locked |= other.locked;
     }
 }
 
@@ -70,6 +79,10 @@ impl SegmentSummary {
         self.records += 1;
         if record.xid == 0 {
             return;
+        }
+        if !matches!(record.kind, RecordKind::End { .. }) {
+            let f = self.fragments.entry(record.xid).or_default();
+            f.first_lsn = Some(f.first_lsn.map_or(record.lsn, |l| l.min(record.lsn)));
         }
         match record.kind {
             RecordKind::Rows { change, rel } => {
@@ -108,44 +121,116 @@ impl SegmentSummary {
                 dropped,
                 subxacts,
             }),
+            RecordKind::Locked => {
+                self.fragments.entry(record.xid).or_default().locked = true;
+            }
             RecordKind::Other => {}
         }
     }
 }
 
-/// Summarises one segment file (gzip or plain); `None` when the file is gone (retention, or
-/// `barman cron` moved it out of incoming/ meanwhile). `runs` counts pg_waldump runs.
-pub async fn summarise(
-    segment: WalSegment,
-    path: &Path,
+/// The size of a WAL segment (PostgreSQL's default, which barkeep assumes everywhere).
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The segment a record starts in.
+fn index_of(lsn: Lsn) -> u64 {
+    lsn.0 / SEGMENT_BYTES
+}
+
+/// What one pg_waldump run over consecutive segments found.
+#[derive(Debug)]
+pub struct RunSummaries {
+    /// Per segment of the run, in order: its summary, `None` when its file was gone (the run
+    /// stops before it; the caller tries the rest again).
+    pub summaries: Vec<(WalSegment, Option<SegmentSummary>)>,
+    /// The next segment was not there: the last segment's last record may continue into it,
+    /// so its summary may miss that record until it is read again with the next segment.
+    pub cut_at_end: bool,
+}
+
+/// Summarises consecutive segments of one timeline (`run`, each with its file, gzip or plain)
+/// in ONE pg_waldump pass, with `next` (the segment after the last, when Barman has it) staged
+/// too: a record that crosses from one segment into the next is read whole and counted in the
+/// segment it starts in. (pg_waldump on a single segment loses such a record: it cannot finish
+/// it at the end, and skips its continuation at the start of the next.) `runs` counts
+/// pg_waldump runs.
+pub async fn summarise_run(
+    run: &[(WalSegment, PathBuf)],
+    next: Option<(WalSegment, PathBuf)>,
     pg_bin_dir: &Path,
     runs: &AtomicU64,
-) -> Result<Option<SegmentSummary>, WindowError> {
-    let source = path.to_owned();
-    let staged = blocking("an archived WAL segment", move || stage(segment, &source)).await??;
-    let Some(Staged { dir, file }) = staged else {
-        return Ok(None);
+) -> Result<RunSummaries, WindowError> {
+    let Some((first, _)) = run.first().cloned() else {
+        return Ok(RunSummaries {
+            summaries: Vec::new(),
+            cut_at_end: false,
+        });
     };
+    let files: Vec<(WalSegment, PathBuf)> = run.iter().cloned().chain(next).collect();
+    let (dir, staged) = blocking("archived WAL segments", move || {
+        let dir = tempfile::tempdir().map_err(|source| WindowError::Segment {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        // Up to the first file that is gone: pg_waldump reads on while the names follow.
+        let mut staged = Vec::new();
+        for (segment, path) in &files {
+            if stage_into(dir.path(), *segment, path)?.is_none() {
+                break;
+            }
+            staged.push(*segment);
+        }
+        Ok::<_, WindowError>((dir, staged))
+    })
+    .await??;
+    let in_run = |s: &WalSegment| run.iter().any(|(r, _)| r == s);
+    let decoded: Vec<WalSegment> = staged.iter().copied().filter(in_run).collect();
+    let mut summaries: Vec<(WalSegment, Option<SegmentSummary>)> = run
+        .iter()
+        .map(|(s, _)| (*s, decoded.contains(s).then(SegmentSummary::default)))
+        .collect();
+    if decoded.is_empty() {
+        close(dir).await;
+        return Ok(RunSummaries {
+            summaries,
+            cut_at_end: false,
+        });
+    }
     runs.fetch_add(1, Ordering::Relaxed);
-    let mut summary = SegmentSummary::default();
+    let first_index = first.index();
+    // STARTSEG and ENDSEG: without ENDSEG pg_waldump stops at the end of STARTSEG.
+    let last_staged = staged.last().copied().unwrap_or(first);
     let result = Program::new(pg_bin_dir.join("pg_waldump"), SEGMENT_TIMEOUT)
-        .arg(&file)
+        .arg(dir.path().join(first.to_string()))
+        .arg(dir.path().join(last_staged.to_string()))
         .env("TZ", "UTC")
         .run_lines(&mut |line| {
-            if let Some(r) = parse_record(line) {
+            let Some(r) = parse_record(line) else { return };
+            let Some(at) = index_of(r.lsn).checked_sub(first_index) else {
+                return;
+            };
+            // Records of the staged next segment are that segment's, read on its own turn.
+            if let Some((_, Some(summary))) = summaries.get_mut(at as usize) {
                 summary.push(r);
             }
         })
         .await;
+    close(dir).await;
+    // pg_waldump exits 1 at the end of the WAL it has: what it printed is still good.
+    result?;
+    // Without the next segment, the last record may go on into it: read again once it is there.
+    let cut_at_end = staged.last() == decoded.last();
+    Ok(RunSummaries {
+        summaries,
+        cut_at_end,
+    })
+}
+
+/// Removes a staging directory (16 MiB a segment) off the async threads.
+async fn close(dir: tempfile::TempDir) {
     if let Err(e) = tokio::task::spawn_blocking(move || dir.close()).await {
-        tracing::warn!(error = %e, "removing a temporary WAL copy failed");
+        tracing::warn!(error = %e, "removing temporary WAL copies failed");
     }
-    // pg_waldump exits 1 at the end of a partly filled segment: what it printed is still good.
-    let out = result?;
-    if summary.records == 0 && !out.stderr.is_empty() {
-        tracing::warn!(segment = %segment, stderr = %out.stderr.trim(), "pg_waldump read no record");
-    }
-    Ok(Some(summary))
 }
 
 #[cfg(test)]

@@ -60,9 +60,13 @@ async fn stop_at_transaction(
         })?;
     let text: Option<String> = row.get(0);
     let replayed = text.as_deref().and_then(Lsn::parse);
+    let (stop, record) = match t.stop_before_first_record() {
+        Some(first) => (first, "first record"),
+        None => (t.end_lsn, "end record"),
+    };
     let right = match (t.side, replayed) {
-        (Side::Before, Some(r)) => r <= t.end_lsn,
-        (Side::After, Some(r)) => r > t.end_lsn,
+        (Side::Before, Some(r)) => r <= stop,
+        (Side::After, Some(r)) => r > stop,
         (_, None) => false,
     };
     let shown = text.unwrap_or_else(|| "nowhere".into());
@@ -74,15 +78,15 @@ async fn stop_at_transaction(
         return Err(RestoreError::StepFailed {
             step: Step::StartPaused,
             message: format!(
-                "replay paused at WAL position {shown}, not just {side} transaction {} (its end \
-                 record is at {})",
-                t.xid, t.end_lsn
+                "replay paused at WAL position {shown}, not just {side} transaction {} (its \
+                 {record} is at {stop})",
+                t.xid
             ),
         });
     }
     Ok(format!(
-        "at WAL position {shown}, just {side} transaction {} (its end record is at {})",
-        t.xid, t.end_lsn
+        "at WAL position {shown}, just {side} transaction {} (its {record} is at {stop})",
+        t.xid
     ))
 }
 
