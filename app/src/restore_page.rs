@@ -311,9 +311,13 @@ fn transactions_table(
     switch: ServerAction<SwitchWal>,
 ) -> impl IntoView {
     let summary = format!(
-        "{} transactions ended between {} and {} ({} suspicious); {} shown. Read {} WAL \
-         segments ({} decoded now, the rest known) in {} ms.",
-        v.total,
+        "{} ended between {} and {} ({} suspicious); {} shown. Read {} WAL segments ({} \
+         decoded now, the rest known) in {} ms.",
+        if v.total == 1 {
+            "1 transaction".to_owned()
+        } else {
+            format!("{} transactions", v.total)
+        },
         utc(v.from),
         utc(v.to),
         v.suspicious_total,
@@ -335,12 +339,20 @@ fn transactions_table(
         .into_iter()
         .map(|t| {
             let xid = t.xid;
+            // The line without its time and xid: the columns beside it say them.
+            let what = t
+                .line
+                .split_once(": ")
+                .map_or(t.line.as_str(), |(_, w)| w)
+                .to_owned();
             view! {
                 <tr id=format!("txn-{xid}") class:suspicious=t.suspicious>
                     <td>{crate::clock::time_view(t.ended_at)}</td>
-                    <td class="mono">{t.line}</td>
-                    <td class="mono">{t.end_lsn}</td>
-                    <td>
+                    <td class="mono" title=format!("end record at {}", t.end_lsn)>
+                        {xid}{(!t.committed).then_some(" (aborted)")}
+                    </td>
+                    <td>{what}</td>
+                    <td class="nowrap">
                         <button class="small" id=format!("before-{xid}")
                             on:click=move |_| target.set(transaction_target_text(true, xid))>
                             "Just before"
@@ -367,7 +379,7 @@ fn transactions_table(
         </p>
         <div class="table-scroll">
             <table id="transactions">
-                <thead><tr><th>"Ended"</th><th>"What it did"</th><th>"End LSN"</th><th>"Restore to"</th></tr></thead>
+                <thead><tr><th>"Ended"</th><th>"xid"</th><th>"What it did"</th><th>"Restore to"</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>

@@ -293,7 +293,7 @@ mod tests {
         });
         assert_eq!(
             drop.barman_args(),
-            ["--target-lsn", "0/05000028", "--exclusive"]
+            ["--target-lsn", "0/5000028", "--exclusive"]
         );
         assert!(drop
             .to_string()

@@ -36,11 +36,18 @@ pub async fn dashboard_events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// Runs `barman check` every `every`, first soon after start; a restore being open skips a run.
+/// Runs `barman check` every `every`, first soon after start, and reads the table names into the
+/// name book (`transactions::names`); a restore being open skips a run.
 pub async fn check_in_background(engine: engine::Engine, feed: DashboardFeed, every: Duration) {
     tokio::time::sleep(Duration::from_secs(5)).await;
     loop {
-        match engine.barman_check_now().await {
+        let checked = engine.barman_check_now().await;
+        if checked.is_ok() {
+            // Not during a restore (the check refuses then): the names of the tables now, so
+            // that a table dropped later is still named in the list of transactions.
+            engine.remember_relation_names().await;
+        }
+        match checked {
             Ok(report) if report.ok() => tracing::debug!("barman check passed"),
             Ok(report) => tracing::warn!(
                 failing = ?report.failing().iter().map(|i| &i.name).collect::<Vec<_>>(),
