@@ -481,15 +481,7 @@ async fn restore_through_the_wizard(
         }
     }
     // Verify: the rows are back on the paused server.
-    let rows = query_the_paused_server(client, "SELECT count(*) FROM orders").await?;
-    if rows.trim() != orders {
-        return Err(format!(
-            "the paused server has {rows:?} orders, {orders} were there at the target"
-        ));
-    }
-    save_screenshot(client, "restore-paused.png").await?;
-    click(client, "accept-restore").await?;
-    wait_for_text(client, "last-restore", "accepted", 120).await?;
+    orders_back_then_accept(client, orders, "restore-paused.png").await?;
     eprintln!("[browser] restored to {target} through the wizard: {orders} orders, accepted");
     Ok(id)
 }
@@ -1016,19 +1008,25 @@ fn the_mistake_found_in_the_wizard_and_undone() {
                 240,
             )
             .await?;
-            let rows = query_the_paused_server(client, "SELECT count(*) FROM orders").await?;
-            if rows.trim() != orders_before {
-                return Err(format!(
-                    "the paused copy has {rows:?} orders; before the DELETE there were {orders_before}"
-                ));
-            }
-            save_screenshot(client, "paused-before-transaction.png").await?;
-            click(client, "accept-restore").await?;
-            wait_for_text(client, "last-restore", "accepted", 180).await
+            orders_back_then_accept(client, &orders_before, "paused-before-transaction.png").await
         },
     );
     assert_eq!(sb.psql("SELECT count(*) FROM orders"), orders_before);
     assert_eq!(sb.psql("SELECT pg_is_in_recovery()"), "f");
+}
+
+/// On the paused page: the paused server has `orders` orders (a query in the wizard), the page
+/// saved as `shot`, then accepted.
+async fn orders_back_then_accept(client: &Client, orders: &str, shot: &str) -> Result<(), String> {
+    let rows = query_the_paused_server(client, "SELECT count(*) FROM orders").await?;
+    if rows.trim() != orders {
+        return Err(format!(
+            "the paused server has {rows:?} orders; {orders} were there at the target"
+        ));
+    }
+    save_screenshot(client, shot).await?;
+    click(client, "accept-restore").await?;
+    wait_for_text(client, "last-restore", "accepted", 180).await
 }
 
 /// `5000` as the list writes it: `5,000`.
