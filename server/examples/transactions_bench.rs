@@ -108,25 +108,29 @@ fn main() -> anyhow::Result<()> {
         (
             "list the last hour, cold (a fresh engine)",
             cold_time,
-            cold.decoded,
+            Some(cold.decoded),
         ),
         (
             "list the last hour again, cached",
             cached_time,
-            cached.decoded,
+            Some(cached.decoded),
         ),
-        ("the harmful one as a restore target (cached)", targeting, 0),
+        (
+            "the harmful one as a restore target (cached)",
+            targeting,
+            None,
+        ),
         (
             "the harmful one as a restore target (a fresh engine)",
             targeting_cold,
-            cold.segments,
+            None,
         ),
     ] {
         println!(
             "| {:<58} | {:>10.1} | {:>9} |",
             what,
             d.as_secs_f64() * 1000.0,
-            decoded
+            decoded.map_or_else(|| "-".to_owned(), |n: usize| n.to_string())
         );
     }
     println!(
