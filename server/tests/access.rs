@@ -29,7 +29,8 @@ const READ_ONLY: [&str; 5] = [
 /// Arguments that every server function can decode (unknown fields are ignored), so that a
 /// refusal is about who asks, not about what was sent.
 const ANY_ARGS: &str = "target=2026-01-01+00%3A00%3A00%2B00%3A00&sql=SELECT+1&confirm_database=x\
-                        &backup_id=20260101T000000&restore_id=r20260101T000000000Z&confirm=x";
+                        &backup_id=20260101T000000&restore_id=r20260101T000000000Z&confirm=x\
+                        &around=&minutes=60&suspicious_only=true";
 
 struct Answer {
     status: u16,
@@ -380,12 +381,46 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
             "before the end of the oldest backup",
         ),
         ("2099-01-01 00:00:00+00:00", "in the future"),
+        // A transaction the WAL does not hold (barkeep reads the WAL to know it).
+        ("before xid 4000000000", "does not end in the WAL"),
     ] {
         let body = format!("target={}", urlencode(target));
         let a = http(port, &plan.1, &plan.0, &[FORM, cookie], &body);
         assert_eq!(a.status, 422, "target {target}: {}\n{}", a.head, a.body);
         assert!(a.body.contains(says), "{}", a.body);
     }
+    // The list of transactions: a time it cannot read is refused in words.
+    let transactions = fn_named("restore_transactions");
+    for (around, says) in [("yesterday", "not a time"), (long.as_str(), "not a time")] {
+        let body = format!(
+            "around={}&minutes=60&suspicious_only=true",
+            urlencode(around)
+        );
+        let a = http(
+            port,
+            &transactions.1,
+            &transactions.0,
+            &[FORM, cookie],
+            &body,
+        );
+        assert_eq!(
+            a.status,
+            400,
+            "around {:?}: {}",
+            &around[..around.len().min(40)],
+            a.body
+        );
+        assert!(a.body.contains(says), "{}", a.body);
+    }
+    let a = http(
+        port,
+        &transactions.1,
+        &transactions.0,
+        &[FORM, cookie],
+        "around=&minutes=60&suspicious_only=false",
+    );
+    assert_eq!(a.status, 200, "{}\n{}", a.head, a.body);
+    assert!(a.body.contains("\"rows\""), "{}", a.body);
     let start = server_fns
         .iter()
         .find(|(p, _)| p.trim_start_matches("/api/").starts_with("restore_start"))

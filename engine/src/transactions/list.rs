@@ -5,11 +5,14 @@
 //! cluster follows after a restore), from the last segment that reached Barman before the
 //! range began (it holds the range's first records) to the first one that reached it after the
 //! range ended. A transaction that began before that first segment is listed, but rows it wrote
-//! earlier are not counted (the listing says so in `partial_before`).
+//! earlier are not counted (`partial_before` names that first segment).
 //!
 //! Every segment is summarised once ([`TransactionLog`]): an archived segment by its name and
-//! size, one still in incoming/ by its size and mtime. Summaries are kept in memory (bounded),
-//! so listing the same hour again, or a wider range around it, reads no segment twice.
+//! size, one still in incoming/ by its size and mtime. Segments nobody has read yet are read in
+//! runs of consecutive ones, one pg_waldump pass each (see `segment::summarise_run`); a summary
+//! made without the next segment is read once more when that segment arrives. Summaries are
+//! kept in memory (bounded), so listing the same hour again, or a wider range around it, reads
+//! no segment again.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -84,8 +87,8 @@ pub struct TransactionList {
     /// rest came from the log's memory).
     pub segments: usize,
     pub decoded: usize,
-    /// The first segment read began after `from`'s transactions may have begun: rows written
-    /// before it by a transaction still open then are not counted.
+    /// The first segment read: rows written before it by a transaction still open at its start
+    /// are not counted.
     pub partial_before: Option<String>,
     /// The last transaction end in the WAL Barman holds (later ones are still in PostgreSQL's
     /// pg_wal, not archived yet: `switch-wal` sends them).

@@ -4,9 +4,10 @@
 //! engine caches instead of the segment or pg_waldump's text (which can be larger than the
 //! segment itself).
 //!
-//! A segment is decoded by `pg_waldump` (all resource managers, TZ=UTC) on a copy that keeps
-//! the segment's name (see `waldump`), and its output is read line by line as it comes:
-//! nothing holds the whole text.
+//! Segments are decoded by `pg_waldump` (all resource managers, TZ=UTC), several consecutive
+//! ones in one pass, on uncompressed copies that keep their names (see `waldump`), with the next
+//! segment staged too so that a record crossing a boundary is read whole. Its output is read
+//! line by line as it comes: nothing holds the whole text.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
