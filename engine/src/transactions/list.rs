@@ -23,13 +23,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::names::{self, Names, RelationName};
-use super::segment::{summarise_run, Fragment, SegmentSummary};
+use super::segment::{summarise_run, SegmentSummary};
 use super::{suspicious, Collector, Effect, RelFile, RowCounts, Transaction};
 use crate::catalog::Catalog;
 use crate::restore::RestoreError;
 use crate::target::{RestoreTarget, Side, TargetTime, TransactionTarget};
 use crate::wal::WalSegment;
-use crate::window::{blocking, Candidate, Location, SegmentKey, WindowError};
+use crate::window::{blocking, segment_files, Candidate, SegmentKey, WindowError};
 use crate::Engine;
 
 /// How many summaries the log keeps (a day of WAL at one segment a minute is 1,440).
@@ -137,22 +137,21 @@ impl TransactionLog {
             })
             .max_by_key(|(tli, e)| (*tli, e.lsn))
             .map(|(t, e)| (t, e.clone()))?;
-        let mut own = Fragment::default();
-        for (k, m) in memo.iter() {
-            if k.segment().timeline != tli {
-                continue;
-            }
-            for x in std::iter::once(&xid).chain(&end.subxacts) {
-                if let Some(f) = m.summary.fragments.get(x) {
-                    own.merge(Fragment {
-                        rows: Default::default(),
-                        created: Vec::new(),
-                        ..f.clone()
-                    });
-                }
+        // Where it began and whether it locked, from its own and its subtransactions' records.
+        let (mut first, mut locked) = (None::<super::Lsn>, false);
+        for (_, m) in memo.iter().filter(|(k, _)| k.segment().timeline == tli) {
+            for f in std::iter::once(&xid)
+                .chain(&end.subxacts)
+                .filter_map(|x| m.summary.fragments.get(x))
+            {
+                first = match (first, f.first_lsn) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                locked |= f.locked;
             }
         }
-        let begin = own.first_lsn.filter(|b| *b < end.lsn);
+        let begin = first.filter(|b| *b < end.lsn);
         let during: Vec<u32> = match begin {
             Some(b) => {
                 let mut v: Vec<u32> = memo
@@ -175,7 +174,7 @@ impl TransactionLog {
                 ended_at: TargetTime::new(end.at),
                 end_lsn: end.lsn,
                 begin_lsn: begin,
-                locked: own.locked,
+                locked,
             },
             during,
         ))
@@ -326,29 +325,9 @@ struct Arrived {
 /// Every segment Barman holds, by position, the highest timeline at each; an archived copy
 /// before one still in incoming/.
 fn arrivals(catalog: &Catalog) -> Vec<Arrived> {
-    let mut all: Vec<Arrived> = catalog
-        .archived
-        .iter()
-        .filter_map(|w| {
-            w.segment().map(|segment| Arrived {
-                candidate: Candidate {
-                    segment,
-                    path: catalog.segment_path(&segment),
-                    location: Location::Archived { size: w.size },
-                },
-                at: w.time,
-            })
-        })
-        .chain(catalog.incoming.iter().filter_map(|p| {
-            WalSegment::parse(&p.name).map(|segment| Arrived {
-                candidate: Candidate {
-                    segment,
-                    path: catalog.server_home.join("incoming").join(&p.name),
-                    location: Location::Incoming,
-                },
-                at: p.time,
-            })
-        }))
+    let mut all: Vec<Arrived> = segment_files(catalog)
+        .into_iter()
+        .map(|(candidate, at)| Arrived { candidate, at })
         .collect();
     // Stable: at equal positions the highest timeline first, the archived copy before incoming.
     all.sort_by_key(|a| {
@@ -408,10 +387,7 @@ fn views(ended: &[Transaction], names: &Names) -> Vec<TransactionView> {
                 end_lsn: t.end_lsn.to_string(),
                 begin_lsn: t.begin_lsn.map(|l| l.to_string()),
                 locked: t.locked,
-                line: t.describe(|r| {
-                    let n = names.of(r);
-                    n.name.map(|name| (name, n.gone))
-                }),
+                line: t.describe(|r| names.of(r)),
                 effects,
                 rows_deleted: t.rows_deleted(),
                 suspicious: picked.contains(&(t.xid, t.end_lsn)),

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use list::{TransactionList, TransactionView};
+pub use names::RelationName;
 use record::PG_CLASS;
 pub use record::{parse_record, Lsn, RelFile, RowChange, WalRecord};
 use segment::Fragment;
@@ -61,8 +62,6 @@ pub struct Transaction {
     pub end_lsn: Lsn,
     /// Rows changed, per relation file (catalogs included).
     pub rows: BTreeMap<RelFile, RowCounts>,
-    /// Relation files it created (new tables and indexes, a truncate's new files).
-    pub created: Vec<RelFile>,
     /// Relation files its commit drops (DROP, TRUNCATE, rewrites).
     pub dropped: Vec<RelFile>,
     /// Its first record in the WAL read (None: only its end record was read).
@@ -87,14 +86,11 @@ pub enum Effect {
 
 impl Transaction {
     fn catalog_rows(&self) -> RowCounts {
-        self.rows.iter().filter(|(rel, _)| rel.is_catalog()).fold(
-            RowCounts::default(),
-            |a, (_, c)| RowCounts {
-                inserted: a.inserted + c.inserted,
-                updated: a.updated + c.updated,
-                deleted: a.deleted + c.deleted,
-            },
-        )
+        let mut sum = RowCounts::default();
+        for (_, c) in self.rows.iter().filter(|(rel, _)| rel.is_catalog()) {
+            sum += *c;
+        }
+        sum
     }
 
     fn pg_class(&self) -> RowCounts {
@@ -148,21 +144,20 @@ impl Transaction {
     }
 
     /// One line a person reads: `05:25:40 UTC, xid 745: DELETE 2 rows from orders`. `name`
-    /// gives a relation's name where the caller knows it, and whether that file is gone from
-    /// the catalog now (rows written to it read `orders (since dropped or truncated)`).
-    pub fn describe(&self, name: impl Fn(&RelFile) -> Option<(String, bool)>) -> String {
-        let rel = |r: &RelFile| match name(r) {
-            Some((n, false)) => n,
-            Some((n, true)) => format!("{n} (since dropped or truncated)"),
-            None => format!("relfilenode {}", r.relfilenode),
-        };
+    /// says what is known of a relation file (rows written to one gone from the catalog read
+    /// `orders (since dropped or truncated)`: [`RelationName::label`]).
+    pub fn describe(&self, name: impl Fn(&RelFile) -> RelationName) -> String {
         // A drop or truncate also drops indexes and TOAST files: the named ones first, the
         // others counted.
         let rels = |v: &[RelFile]| {
-            let v: Vec<&RelFile> = v.iter().filter(|r| !r.is_catalog()).collect();
-            let named: Vec<String> = v.iter().filter_map(|r| name(r).map(|(n, _)| n)).collect();
+            let v: Vec<RelationName> = v.iter().filter(|r| !r.is_catalog()).map(&name).collect();
+            let named: Vec<&str> = v.iter().filter_map(|n| n.name.as_deref()).collect();
             if named.is_empty() {
-                return v.iter().map(|r| rel(r)).collect::<Vec<_>>().join(", ");
+                return v
+                    .iter()
+                    .map(RelationName::label)
+                    .collect::<Vec<_>>()
+                    .join(", ");
             }
             match v.len() - named.len() {
                 0 => named.join(", "),
@@ -188,7 +183,7 @@ impl Transaction {
                 ]
                 .into_iter()
                 .filter(|(n, _, _)| *n > 0)
-                .map(|(n, what, prep)| format!("{what} {} {prep} {}", rows(n), rel(r)))
+                .map(|(n, what, prep)| format!("{what} {} {prep} {}", rows(n), name(r).label()))
                 .collect::<Vec<_>>(),
                 Effect::TruncateOrRewrite { dropped } => {
                     vec![format!("TRUNCATE or rewrite of {}", rels(dropped))]
@@ -275,7 +270,6 @@ impl Collector {
                     ended_at: end.at,
                     end_lsn: end.lsn,
                     rows: done.rows,
-                    created: done.created,
                     dropped: end.dropped.clone(),
                     begin_lsn: done.first_lsn,
                     locked: done.locked,
@@ -316,11 +310,16 @@ mod tests {
             .unwrap_or_else(|| panic!("no xid {xid}"))
     }
 
-    fn name(r: &RelFile) -> Option<(String, bool)> {
-        match r.relfilenode {
-            FIXTURE_T => Some(("fixture_t".into(), false)),
-            FIXTURE_COPY => Some(("fixture_copy".into(), true)),
-            _ => None,
+    fn name(r: &RelFile) -> RelationName {
+        let (name, gone) = match r.relfilenode {
+            FIXTURE_T => (Some("fixture_t".into()), false),
+            FIXTURE_COPY => (Some("fixture_copy".into()), true),
+            _ => (None, true),
+        };
+        RelationName {
+            relfilenode: r.relfilenode,
+            name,
+            gone,
         }
     }
 

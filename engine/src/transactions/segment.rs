@@ -1,5 +1,5 @@
-//! One WAL segment, summarised: what each transaction did in it (rows per relation, files
-//! created) and the transactions that ended in it, in WAL order. A summary is small (a few
+//! One WAL segment, summarised: what each transaction did in it (rows per relation, its first
+//! record, its locks) and the transactions that ended in it, in WAL order. A summary is small (a few
 //! numbers per transaction) and never changes for an archived segment, so it is what the
 //! engine caches instead of the segment or pg_waldump's text (which can be larger than the
 //! segment itself).
@@ -31,7 +31,6 @@ const SEGMENT_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fragment {
     pub rows: BTreeMap<RelFile, RowCounts>,
-    pub created: Vec<RelFile>,
     /// Its first record here.
     pub first_lsn: Option<Lsn>,
     /// It took an ACCESS EXCLUSIVE lock here.
@@ -43,7 +42,6 @@ impl Fragment {
         for (rel, c) in other.rows {
             *self.rows.entry(rel).or_default() += c;
         }
-        self.created.extend(other.created);
         self.first_lsn = match (self.first_lsn, other.first_lsn) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -102,13 +100,8 @@ impl SegmentSummary {
                     RowChange::Truncated => {}
                 }
             }
-            RecordKind::FileCreated(rel) => {
-                self.fragments
-                    .entry(record.xid)
-                    .or_default()
-                    .created
-                    .push(rel);
-            }
+            // Files created say nothing a person looks for that rows and the catalog do not.
+            RecordKind::FileCreated(_) => {}
             RecordKind::End {
                 committed,
                 at,

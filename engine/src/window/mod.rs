@@ -71,28 +71,40 @@ pub struct Candidate {
     pub location: Location,
 }
 
-/// The segments to look at, newest first (by position; the highest timeline wins a tie; an
-/// archived copy wins over one still in incoming/), at most [`MAX_SEGMENTS_BACK`] of them.
-pub fn candidates(catalog: &Catalog) -> Vec<Candidate> {
-    let mut all: Vec<Candidate> = catalog
+/// Every segment file Barman holds, archived ones (in xlog.db order) before those still in
+/// incoming/, each with when it reached Barman. The one place that knows where they lie.
+pub fn segment_files(catalog: &Catalog) -> Vec<(Candidate, DateTime<Utc>)> {
+    catalog
         .archived
         .iter()
         .filter_map(|w| {
-            w.segment().map(|segment| Candidate {
-                segment,
-                path: catalog.segment_path(&segment),
-                location: Location::Archived { size: w.size },
+            w.segment().map(|segment| {
+                let c = Candidate {
+                    segment,
+                    path: catalog.segment_path(&segment),
+                    location: Location::Archived { size: w.size },
+                };
+                (c, w.time)
             })
         })
         .chain(catalog.incoming.iter().filter_map(|p| {
-            WalSegment::parse(&p.name).map(|segment| Candidate {
-                segment,
-                path: catalog.server_home.join("incoming").join(&p.name),
-                location: Location::Incoming,
+            WalSegment::parse(&p.name).map(|segment| {
+                let c = Candidate {
+                    segment,
+                    path: catalog.server_home.join("incoming").join(&p.name),
+                    location: Location::Incoming,
+                };
+                (c, p.time)
             })
         }))
-        .collect();
-    // Stable: for equal segments the archived entry (chained first) stays first.
+        .collect()
+}
+
+/// The segments to look at, newest first (by position; the highest timeline wins a tie; an
+/// archived copy wins over one still in incoming/), at most [`MAX_SEGMENTS_BACK`] of them.
+pub fn candidates(catalog: &Catalog) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = segment_files(catalog).into_iter().map(|(c, _)| c).collect();
+    // Stable: for equal segments the archived entry (listed first) stays first.
     all.sort_by_key(|c| std::cmp::Reverse((c.segment.index(), c.segment.timeline)));
     all.dedup_by_key(|c| c.segment);
     all.truncate(MAX_SEGMENTS_BACK);
