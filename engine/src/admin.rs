@@ -21,6 +21,8 @@ pub enum AdminError {
     Probe(#[from] ProbeError),
     #[error("archive_command could not be set back to {0:?}: PostgreSQL still reports another value after a reload")]
     ArchiveCommand(String),
+    #[error("PostgreSQL did not take the setting {0} after a reload")]
+    Setting(&'static str),
     #[error("PostgreSQL did not finish recovery within {0} s of pg_wal_replay_resume()")]
     PromoteTimeout(u64),
 }
@@ -111,6 +113,65 @@ pub async fn reset_settings(client: &Client, names: &[&str]) -> Result<(), Probe
             .map_err(query("reset a recovery setting"))?;
     }
     reload(client).await
+}
+
+/// The preview's write hold on production: `default_transaction_read_only` on through ALTER
+/// SYSTEM and a reload, so every new transaction is refused a write ("cannot execute INSERT in a
+/// read-only transaction"); proven by reading it back.
+pub async fn hold_writes(client: &Client) -> Result<(), AdminError> {
+    client
+        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .await
+        .map_err(query("hold writes"))?;
+    reload(client).await?;
+    if wait_for_setting(client, "default_transaction_read_only", "on").await? {
+        return Ok(());
+    }
+    Err(AdminError::Setting("default_transaction_read_only = on"))
+}
+
+/// The write hold undone: `ALTER SYSTEM RESET default_transaction_read_only`, with a reload
+/// (`reload`), or written only into postgresql.auto.conf for the next start (the swap: the
+/// hold stays in force on the running production until it stops, and the data directory set
+/// aside does not carry it).
+pub async fn release_writes(client: &Client, reload_now: bool) -> Result<(), ProbeError> {
+    // This session's own transactions must be allowed to write the setting back.
+    client
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .map_err(query("release writes"))?;
+    client
+        .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
+        .await
+        .map_err(query("release writes"))?;
+    if reload_now {
+        reload(client).await?;
+    }
+    Ok(())
+}
+
+/// Cumulative counters of every database (`pg_stat_database`): transactions committed and rows
+/// written (inserted, updated, deleted).
+pub async fn write_counters(client: &Client) -> Result<(i64, i64), ProbeError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(xact_commit), 0)::bigint,
+                    coalesce(sum(tup_inserted + tup_updated + tup_deleted), 0)::bigint
+               FROM pg_stat_database",
+            &[],
+        )
+        .await
+        .map_err(query("write counters"))?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// `CHECKPOINT`: on a server in recovery, a restartpoint, so that the next start replays from
+/// here instead of from the backup's start.
+pub async fn checkpoint(client: &Client) -> Result<(), ProbeError> {
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(query("checkpoint"))
 }
 
 /// Ends a paused recovery: `pg_wal_replay_resume()` (with `--target-action pause` that is the

@@ -48,6 +48,24 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub barman: BarmanConfig,
     pub service: ServiceConfig,
+    /// The preview restore's side instance (`restore::mode`).
+    #[serde(default)]
+    pub preview: PreviewConfig,
+}
+
+/// How a preview restore runs its side instance: beside production, as the same OS user, on a
+/// private socket directory in the state directory and no TCP port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewConfig {
+    /// The side instance's port: it names its socket (`.s.PGSQL.<port>` in the private socket
+    /// directory); it listens on no TCP address. 0: production's port + 1.
+    #[serde(default)]
+    pub port: u16,
+    /// The side instance's shared_buffers (`128MB`, `1GB`, ...): a second instance needs its
+    /// own memory. Empty: what the restored copy's configuration says (production's).
+    #[serde(default)]
+    pub shared_buffers: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +190,14 @@ impl Config {
         if self.postgres.archive_command.trim().is_empty() {
             return Err("postgres.archive_command must not be empty".into());
         }
+        if !self.preview.shared_buffers.is_empty()
+            && !crate::validate::is_memory_size(&self.preview.shared_buffers)
+        {
+            return Err(format!(
+                "preview.shared_buffers must be a size like 128MB or 1GB, got {:?}",
+                self.preview.shared_buffers
+            ));
+        }
         Ok(())
     }
 
@@ -230,6 +256,7 @@ impl Config {
                     options: Vec::new(),
                 },
             },
+            preview: PreviewConfig::default(),
         }
     }
 

@@ -9,6 +9,10 @@
 //!   restores/<id>.journal        the journals of closed restores (the history)
 //!   pre-restore/<id>/            a data directory set aside by restore <id>, kept until discarded
 //!   discard-<id>/                a restored copy being deleted by a rollback (gone when done)
+//!   preview/<id>/                a preview restore's side data directory (until swapped in
+//!                                or discarded)
+//!   preview/<id>.log             its server log
+//!   preview-socket/              its private socket directory (0700): it listens nowhere else
 //!   postgresql-start-blocked     while present, the NixOS unit refuses to start PostgreSQL
 //!                                (no initdb of the emptied data directory, no Restart= loop)
 //!   relation-names.json          the table names barkeep has seen, by relation file, so that a
@@ -88,6 +92,21 @@ impl StateDir {
         self.root.join(format!("discard-{restore_id}"))
     }
 
+    /// The side data directory of preview restore `restore_id`.
+    pub fn preview(&self, restore_id: &str) -> PathBuf {
+        self.root.join("preview").join(restore_id)
+    }
+
+    /// The server log of preview restore `restore_id`'s side instance.
+    pub fn preview_log(&self, restore_id: &str) -> PathBuf {
+        self.root.join("preview").join(format!("{restore_id}.log"))
+    }
+
+    /// The side instance's socket directory: private to barkeep's OS user.
+    pub fn preview_socket_dir(&self) -> PathBuf {
+        self.root.join("preview-socket")
+    }
+
     /// The users file unless barkeep.toml names another (`users`).
     pub fn users(&self) -> PathBuf {
         self.root.join("users")
@@ -119,6 +138,9 @@ mod tests {
             s.history_journal(id),
             s.pre_restore(id),
             s.discard(id),
+            s.preview(id),
+            s.preview_log(id),
+            s.preview_socket_dir(),
             s.start_blocker(),
             s.audit_log(),
             s.users(),

@@ -28,6 +28,13 @@ pub fn is_backup_id(s: &str) -> bool {
         && b[9..].iter().all(u8::is_ascii_digit)
 }
 
+/// A PostgreSQL memory size as postgresql.conf writes one: digits and a unit (`128MB`, `1GB`,
+/// `16384kB`), at most 1 TB; plain digits are 8 kB pages.
+pub fn is_memory_size(s: &str) -> bool {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    (1..=9).contains(&digits) && matches!(&s[digits..], "" | "kB" | "MB" | "GB")
+}
+
 /// A systemd unit name such as `postgresql.service`.
 pub fn is_unit_name(s: &str) -> bool {
     match s.rsplit_once('.') {
@@ -46,6 +53,25 @@ pub fn is_unit_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_sizes_as_postgresql_writes_them() {
+        for good in ["128MB", "1GB", "16384kB", "16384"] {
+            assert!(is_memory_size(good), "{good}");
+        }
+        for bad in [
+            "",
+            "MB",
+            "1 GB",
+            "1gb",
+            "1TB",
+            "-1MB",
+            "1GB;",
+            "9999999999MB",
+        ] {
+            assert!(!is_memory_size(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn plain_paths_only_for_pg_ctl() {

@@ -2,6 +2,7 @@
 //! tests). Every command prints JSON on stdout; errors go to stderr in words, exit code 1.
 
 use clap::{Args, Subcommand};
+use engine::restore::ModeChoice;
 use engine::target::{RestoreTarget, Side, TargetTime};
 use engine::Engine;
 
@@ -32,6 +33,32 @@ impl TargetArgs {
     }
 }
 
+/// In place, or a preview beside production.
+#[derive(Args)]
+pub struct ModeArgs {
+    /// Restore beside production, which keeps serving while you verify; accept swaps the
+    /// restored copy in (down for about a second). Without it: in place (down from the stop
+    /// until you accept).
+    #[arg(long)]
+    preview: bool,
+    /// With --preview: production refuses writes until the preview ends (the swap would
+    /// discard them).
+    #[arg(long, requires = "preview")]
+    hold_writes: bool,
+}
+
+impl ModeArgs {
+    fn choice(&self) -> ModeChoice {
+        if self.preview {
+            ModeChoice::Preview {
+                hold_writes: self.hold_writes,
+            }
+        } else {
+            ModeChoice::InPlace
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum RestoreCommand {
     /// The dry run: validate the target, choose the backup, preflight. Touches nothing.
@@ -40,6 +67,8 @@ pub enum RestoreCommand {
         target: TargetArgs,
         #[arg(long)]
         backup_id: Option<String>,
+        #[command(flatten)]
+        mode: ModeArgs,
     },
     /// Run a restore up to PostgreSQL paused at the target (rolls back by itself on failure).
     Start {
@@ -47,7 +76,13 @@ pub enum RestoreCommand {
         target: TargetArgs,
         #[arg(long)]
         backup_id: Option<String>,
+        #[command(flatten)]
+        mode: ModeArgs,
     },
+    /// Whether a preview can run beside production now, and why not.
+    Preflight,
+    /// What production did since the open preview began (the swap discards it).
+    ProductionWrites,
     /// The transactions that ended in a time range, from the WAL Barman holds (JSON): what
     /// each did, per table; the suspicious ones (drops, truncates, largest deletes) marked.
     Transactions {
@@ -105,16 +140,34 @@ fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 pub async fn run(engine: Engine, command: RestoreCommand) -> anyhow::Result<()> {
     match command {
-        RestoreCommand::Plan { target, backup_id } => print(
+        RestoreCommand::Plan {
+            target,
+            backup_id,
+            mode,
+        } => print(
             &engine
-                .plan(target.resolve(&engine).await?, backup_id.as_deref())
+                .plan_in(
+                    target.resolve(&engine).await?,
+                    backup_id.as_deref(),
+                    mode.choice(),
+                )
                 .await?,
         ),
-        RestoreCommand::Start { target, backup_id } => print(
+        RestoreCommand::Start {
+            target,
+            backup_id,
+            mode,
+        } => print(
             &engine
-                .start_restore(target.resolve(&engine).await?, backup_id.as_deref())
+                .start_restore_in(
+                    target.resolve(&engine).await?,
+                    backup_id.as_deref(),
+                    mode.choice(),
+                )
                 .await?,
         ),
+        RestoreCommand::Preflight => print(&engine.preview_preflight(None).await),
+        RestoreCommand::ProductionWrites => print(&engine.production_writes().await?),
         RestoreCommand::Transactions {
             from,
             to,

@@ -49,7 +49,9 @@ pub async fn history() -> Result<HistoryView, AppError> {
                 set_aside_at: restore.and_then(|r| {
                     r.steps
                         .iter()
-                        .filter(|s| s.step == Step::SetAside && s.error.is_none())
+                        .filter(|s| {
+                            matches!(s.step, Step::SetAside | Step::Swap) && s.error.is_none()
+                        })
                         .find_map(|s| s.finished)
                 }),
                 restore_outcome: match restore {

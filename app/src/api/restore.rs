@@ -407,6 +407,10 @@ pub(super) mod views {
             Step::SetAside => "rename the data directory aside (it is kept until you discard it)",
             Step::Recover => "barman recover the backup, set to pause at the target",
             Step::StartPaused => "start PostgreSQL and wait until it pauses at the target",
+            Step::Swap => {
+                "stop the preview and production, swap their data directories by rename, start \
+                 paused on production's port"
+            }
             Step::Accept => "archiving back on, promote, clean up Barman's settings",
             Step::Retry => "remove the restored copy for another target",
             Step::Rollback => "put the original data directory back and start it",
@@ -434,7 +438,7 @@ pub(super) mod views {
             backup_end: p.backup_end,
             window_start: p.window.earliest,
             window_end: p.window.latest,
-            steps: Step::path_to_paused(Step::Plan)
+            steps: Step::path_to_paused(Step::Plan, p.mode.preview().is_some())
                 .into_iter()
                 .filter(|s| *s != Step::Archive || p.server_was_running)
                 .map(|s| (s.name().to_owned(), what(s).to_owned()))

@@ -85,6 +85,8 @@ pub enum RestoreError {
     WrongCluster { barman: String, server: String },
     #[error("WAL is missing from Barman's archive ({first} and {count} more): a restore past the gap is impossible")]
     WalGap { first: String, count: usize },
+    #[error("a preview restore cannot run here: {}", .0.join("; "))]
+    PreviewUnavailable(Vec<String>),
     #[error("refusing to recover into {0}: it is not an empty directory")]
     DestinationNotEmpty(PathBuf),
     #[error("the query is refused: {0}")]

@@ -4,6 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::mode::Instance;
 use super::run::Run;
 use super::{Plan, RestoreError};
 use crate::config::Config;
@@ -25,20 +26,30 @@ pub(crate) enum RestoredCopy {
 }
 
 impl Engine {
+    /// Where the restored copy is: the side instance of a preview until its swap begins, else
+    /// in the data directory's place.
+    pub(crate) fn restored_instance(&self, plan: &Plan, run: &Run) -> Instance {
+        match plan.mode.preview() {
+            Some(p) if !run.swap_begun() => self.side(p),
+            _ => self.production(),
+        }
+    }
+
     /// Examines the restored copy WITHOUT stopping it: a promoted server keeps serving.
     /// `Unknown` cases (a server that does not answer) are decided from the files after a stop,
     /// see [`Engine::restored_copy_stopped`].
     pub(crate) async fn restored_copy_running(
         &self,
         run: &Run,
+        copy: &Instance,
     ) -> Result<Option<RestoredCopy>, RestoreError> {
         if !run.server_started() {
             return Ok(Some(RestoredCopy::NeverStarted));
         }
-        if let Postmaster::Stopped = self.service().postmaster() {
+        if let Postmaster::Stopped = copy.postmaster() {
             return Ok(None);
         }
-        match probe::status(&self.config().postgres).await {
+        match probe::status(&copy.pg).await {
             Ok(s) if s.in_recovery => {
                 if let Some(t) = run.paused_timeline() {
                     if t != s.timeline {
@@ -77,13 +88,14 @@ impl Engine {
         &self,
         run: &Run,
         plan: &Plan,
+        instance: &Instance,
     ) -> Result<(), RestoreError> {
-        let copy = match self.restored_copy_running(run).await? {
+        let copy = match self.restored_copy_running(run, instance).await? {
             Some(c) => c,
             None => {
-                self.service().guard_against_start().await?;
-                self.service().stop().await?;
-                self.restored_copy_stopped(run, &plan.data_dir)
+                instance.service.guard_against_start().await?;
+                instance.service.stop().await?;
+                self.restored_copy_stopped(run, instance.data_dir())
             }
         };
         match copy {
@@ -103,11 +115,12 @@ impl Engine {
         &self,
         run: &Run,
         plan: &Plan,
+        instance: &Instance,
     ) -> Result<RestoredCopy, RestoreError> {
-        self.refuse_if_promoted(run, plan).await?;
-        self.service().guard_against_start().await?;
-        self.service().stop().await?;
-        Ok(self.restored_copy_stopped(run, &plan.data_dir))
+        self.refuse_if_promoted(run, plan, instance).await?;
+        instance.service.guard_against_start().await?;
+        instance.service.stop().await?;
+        Ok(self.restored_copy_stopped(run, instance.data_dir()))
     }
 }
 

@@ -7,7 +7,7 @@ use super::error::io;
 use super::journal::{self, Entry, Journal, Record};
 use super::run::Run;
 use super::step::{self, Cx};
-use super::{AfterCrash, Outcome, Phase, Plan, RestoreError, RestoreStatus, Step};
+use super::{AfterCrash, ModeChoice, Outcome, Phase, Plan, RestoreError, RestoreStatus, Step};
 use crate::target::{RestoreTarget, TargetTime};
 use crate::Engine;
 
@@ -15,23 +15,36 @@ use crate::Engine;
 type StepError = (Step, RestoreError);
 
 impl Engine {
-    /// Runs a restore up to the paused state: plan, archive, stop, set aside, recover, start.
-    /// Any failure rolls back to the state before the restore.
+    /// Runs an in-place restore up to the paused state: plan, archive, stop, set aside,
+    /// recover, start. Any failure rolls back to the state before the restore.
     pub async fn start_restore(
         &self,
         target: impl Into<RestoreTarget>,
         backup_id: Option<&str>,
     ) -> Result<RestoreStatus, RestoreError> {
+        self.start_restore_in(target, backup_id, ModeChoice::InPlace)
+            .await
+    }
+
+    /// Runs a restore in the chosen mode up to the paused state; a preview leaves production
+    /// serving (plan, archive, recover beside it, start the side copy paused). Any failure
+    /// rolls back to the state before the restore.
+    pub async fn start_restore_in(
+        &self,
+        target: impl Into<RestoreTarget>,
+        backup_id: Option<&str>,
+        choice: ModeChoice,
+    ) -> Result<RestoreStatus, RestoreError> {
         let target = target.into();
         let _lock = self.exclusive().await?;
         self.refuse_if_in_progress()?;
-        let plan = self.plan(target, backup_id).await?;
+        let plan = self.plan_in(target, backup_id, choice).await?;
         // The journal first: from here on every crash is resumed or rolled back by it.
         let mut journal = Journal::create(self.state_dir(), &plan.restore_id)?;
         journal.append(Record::Planned {
             plan: Box::new(plan.clone()),
         })?;
-        let run = Run::new(journal, &[], &plan.data_dir);
+        let run = Run::new(journal, &[], plan.recover_dir());
         let result = self
             .run_to_paused(&run, &plan, Step::Plan, plan.target, &plan.backup_id)
             .await;
@@ -50,7 +63,8 @@ impl Engine {
         let plan = status.plan;
         let backup = self.plan_retry(target, backup_id).await?;
         // A restored copy that left recovery is live data: refused before any step runs.
-        self.refuse_if_promoted(&run, &plan).await?;
+        let copy = self.restored_instance(&plan, &run);
+        self.refuse_if_promoted(&run, &plan, &copy).await?;
         let result = self
             .run_to_paused(&run, &plan, Step::Retry, target, &backup)
             .await;
@@ -58,27 +72,43 @@ impl Engine {
     }
 
     /// Accept: re-enable archiving, promote, clean Barman's recovery settings and .origin
-    /// files, archive the new timeline. The pre-restore directory is kept.
+    /// files, archive the new timeline. The pre-restore directory is kept. A preview is first
+    /// swapped in (`step::swap`); a swap that fails rolls back, production as it was.
     pub async fn accept(&self) -> Result<RestoreStatus, RestoreError> {
         let _lock = self.exclusive().await?;
         let (journal, entries, status) = self.open_current()?;
         if status.state == Phase::Closed {
             return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
-        let run = Run::new(journal, &entries, &status.plan.data_dir);
+        let run = Run::new(journal, &entries, status.plan.recover_dir());
+        let plan = &status.plan;
+        let copy = self.restored_instance(plan, &run);
         // Paused, or an accept that failed half-way (every part of it can run again), or a
         // restored copy that was promoted behind barkeep's back before it paused: that one
         // may have taken writes and can only be finished (rollback and retry refuse it).
         let acceptable = status.state == Phase::Paused
             || status.last_step() == Some((Step::Accept, false))
             || matches!(
-                self.restored_copy_running(&run).await?,
+                self.restored_copy_running(&run, &copy).await?,
                 Some(super::guard::RestoredCopy::Promoted { .. })
             );
         if !acceptable {
             return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
-        self.accept_in(&run, &status.plan).await?;
+        if plan.mode.preview().is_some() && !run.swap_begun() {
+            let swapped = run
+                .step(Step::Swap, None, async {
+                    step::swap::run(self, &run, plan, status.target)
+                        .await
+                        .map(|detail| ((), detail))
+                })
+                .await
+                .map_err(|e| (Step::Swap, e));
+            if swapped.is_err() {
+                return self.finish_or_roll_back(run, plan, swapped).await;
+            }
+        }
+        self.accept_in(&run, plan).await?;
         self.close(run)
     }
 
@@ -95,9 +125,10 @@ impl Engine {
                 pre_restore: status.plan.pre_restore_dir.clone(),
             });
         }
-        let run = Run::new(journal, &entries, &status.plan.data_dir);
+        let run = Run::new(journal, &entries, status.plan.recover_dir());
         // Refused before a step is journaled: the restore stays as it was (paused).
-        self.refuse_if_promoted(&run, &status.plan).await?;
+        let copy = self.restored_instance(&status.plan, &run);
+        self.refuse_if_promoted(&run, &status.plan, &copy).await?;
         self.rollback_in(&run, &status.plan, "rolled back by request")
             .await?;
         self.close(run)
@@ -122,7 +153,7 @@ impl Engine {
             drop(journal);
             return forget();
         };
-        let run = Run::new(journal, &entries, &status.plan.data_dir);
+        let run = Run::new(journal, &entries, status.plan.recover_dir());
         let last = status.last_step();
         let plan = status.plan;
         if status.state == Phase::Closed {
@@ -140,8 +171,9 @@ impl Engine {
                 "stopped {killed} process(es) the interrupted barkeep had started"
             ))?;
         }
+        let preview = plan.mode.preview().is_some();
         let after_crash = match last {
-            Some((step, finished)) => step.after_crash(finished),
+            Some((step, finished)) => step.after_crash(finished, preview),
             None => AfterCrash::RollBack,
         };
         match after_crash {
@@ -153,16 +185,29 @@ impl Engine {
                 self.rollback_in(&run, &plan, &reason).await?;
             }
             AfterCrash::FinishAccept => {
-                step::start_paused::ensure_running(self).await?;
+                step::start_paused::ensure_running(&self.production()).await?;
                 self.accept_in(&run, &plan).await?;
             }
             AfterCrash::PauseAgain => {
-                if let Err(e) = step::start_paused::ensure_running(self).await {
+                let copy = self.restored_instance(&plan, &run);
+                if let Some(p) = plan.mode.preview() {
+                    super::mode::make_socket_dir(&p.socket_dir)?;
+                }
+                if let Err(e) = step::start_paused::ensure_running(&copy).await {
                     let reason =
                         format!("the restored server did not come back after an interruption: {e}");
                     self.rollback_in(&run, &plan, &reason).await?;
+                } else if let (Some(super::guard::RestoredCopy::Promoted { timeline }), true) =
+                    (self.restored_copy_running(&run, &copy).await?, preview)
+                {
+                    // A side copy is nobody's live data but it left recovery: it cannot be
+                    // swapped in as a restore, nor deleted as junk. Production serves on.
+                    return Err(RestoreError::Promoted {
+                        timeline,
+                        pre_restore: copy.data_dir().to_owned(),
+                    });
                 } else if let Some(super::guard::RestoredCopy::Promoted { .. }) =
-                    self.restored_copy_running(&run).await?
+                    self.restored_copy_running(&run, &copy).await?
                 {
                     run.log(
                         "PostgreSQL left recovery while the restore was paused (promoted outside \
@@ -267,7 +312,7 @@ impl Engine {
             target,
             backup_id,
         };
-        for step in Step::path_to_paused(from) {
+        for step in Step::path_to_paused(from, plan.mode.preview().is_some()) {
             if !cx.applies(step) {
                 continue;
             }
@@ -367,7 +412,10 @@ impl Engine {
         if status.state != Phase::Paused {
             return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
-        Ok((Run::new(journal, &entries, &status.plan.data_dir), status))
+        Ok((
+            Run::new(journal, &entries, status.plan.recover_dir()),
+            status,
+        ))
     }
 }
 
@@ -385,6 +433,8 @@ fn operations_are_send(e: &Engine, t: TargetTime) {
     fn send<T: Send>(_: T) {}
     send(e.plan(t, None));
     send(e.start_restore(t, None));
+    send(e.start_restore_in(t, None, ModeChoice::Preview { hold_writes: true }));
+    send(e.production_writes());
     send(e.retry(t, None));
     send(e.accept());
     send(e.rollback());

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use super::mode::{ModeChoice, RestoreMode};
 use super::run::Run;
 use super::space;
 use super::{Plan, RestoreError};
@@ -18,11 +19,23 @@ use crate::window::RecoveryWindow;
 use crate::Engine;
 
 impl Engine {
-    /// The dry run: validates the target and everything around it, touches nothing.
+    /// The dry run of an in-place restore: validates the target and everything around it,
+    /// touches nothing.
     pub async fn plan(
         &self,
         target: impl Into<RestoreTarget>,
         backup_id: Option<&str>,
+    ) -> Result<Plan, RestoreError> {
+        self.plan_in(target, backup_id, ModeChoice::InPlace).await
+    }
+
+    /// The dry run of a restore in the chosen mode; a preview is refused here, with the
+    /// reasons, when its preflight does not pass.
+    pub async fn plan_in(
+        &self,
+        target: impl Into<RestoreTarget>,
+        backup_id: Option<&str>,
+        choice: ModeChoice,
     ) -> Result<Plan, RestoreError> {
         let target = target.into();
         let config = self.config();
@@ -95,6 +108,18 @@ impl Engine {
         if let Some(t) = target.transaction() {
             warnings.extend(self.transaction_warning(t).await);
         }
+        let mode = match choice {
+            ModeChoice::InPlace => RestoreMode::InPlace,
+            ModeChoice::Preview { hold_writes } => {
+                if server.is_none() {
+                    return Err(RestoreError::PreviewUnavailable(vec![
+                        "PostgreSQL is down: a preview runs beside a running server; restore in                          place"
+                            .into(),
+                    ]));
+                }
+                RestoreMode::Preview(self.preview_for(&restore_id, hold_writes, backup).await?)
+            }
+        };
         let checks = match self.barman().check().await {
             Ok(c) => c,
             Err(e) => {
@@ -118,6 +143,7 @@ impl Engine {
             timeline: server.as_ref().map(|s| s.timeline as u32),
             data_dir,
             server_was_running: running,
+            mode,
             window,
             checks,
             free_bytes,

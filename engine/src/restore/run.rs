@@ -21,6 +21,7 @@ pub(crate) struct Recorder {
     step: Mutex<Option<Step>>,
     kept: Mutex<Vec<String>>,
     server_started: AtomicBool,
+    swap_begun: AtomicBool,
     paused_timeline: Mutex<Option<i32>>,
 }
 
@@ -31,6 +32,9 @@ impl Recorder {
                 *lock(&self.step) = Some(*step);
                 if *step == Step::StartPaused {
                     self.server_started.store(true, Ordering::SeqCst);
+                }
+                if *step == Step::Swap {
+                    self.swap_begun.store(true, Ordering::SeqCst);
                 }
             }
             Record::BackupKept { backup_id } => lock(&self.kept).push(backup_id.clone()),
@@ -85,10 +89,12 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// `entries`: what the journal already holds (empty for a new restore).
+    /// `entries`: what the journal already holds (empty for a new restore); `data_dir`: where
+    /// the restored copy is recovered (the fault injection watches it).
     pub(crate) fn new(journal: Journal, entries: &[Entry], data_dir: &Path) -> Self {
         let mut kept = Vec::new();
         let mut started = false;
+        let mut swap = false;
         let mut paused = None;
         for e in entries {
             match &e.record {
@@ -97,6 +103,9 @@ impl Run {
                     step: Step::StartPaused,
                     ..
                 } => started = true,
+                Record::StepStarted {
+                    step: Step::Swap, ..
+                } => swap = true,
                 Record::PausedAt { timeline, .. } => paused = Some(*timeline),
                 _ => {}
             }
@@ -110,6 +119,7 @@ impl Run {
                 step: Mutex::new(None),
                 kept: Mutex::new(kept),
                 server_started: AtomicBool::new(started),
+                swap_begun: AtomicBool::new(swap),
                 paused_timeline: Mutex::new(paused),
             }),
         }
@@ -169,6 +179,12 @@ impl Run {
     /// may go; after it, only a copy PROVEN still in recovery may.
     pub(crate) fn server_started(&self) -> bool {
         self.recorder.server_started.load(Ordering::SeqCst)
+    }
+
+    /// Whether a preview's swap has begun: from then on the restored copy may be in the data
+    /// directory's place, and production in the pre-restore directory.
+    pub(crate) fn swap_begun(&self) -> bool {
+        self.recorder.swap_begun.load(Ordering::SeqCst)
     }
 
     pub(crate) fn paused_timeline(&self) -> Option<i32> {

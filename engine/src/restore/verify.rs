@@ -11,6 +11,7 @@
 
 use tokio_postgres::SimpleQueryMessage;
 
+use super::mode::Instance;
 use super::{Phase, QueryResult, RestoreError, RestoreStatus};
 use crate::probe::{self, PauseState};
 use crate::Engine;
@@ -41,9 +42,8 @@ impl Engine {
             return Err(RestoreError::Query("the query holds a NUL byte".into()));
         }
         let max_rows = max_rows.clamp(1, 10_000);
-        self.require_paused().await?;
-
-        let pg = &self.config().postgres;
+        let copy = self.require_paused().await?;
+        let pg = &copy.pg;
         let role = pg.verify_user.as_str();
         let client = probe::connect_as(pg, role)
             .await
@@ -111,15 +111,21 @@ impl Engine {
         Ok(result)
     }
 
-    /// The journal says paused AND PostgreSQL confirms it: in recovery, replay paused.
-    async fn require_paused(&self) -> Result<RestoreStatus, RestoreError> {
+    /// The journal says paused AND PostgreSQL confirms it: in recovery, replay paused. Returns
+    /// the paused copy: a preview's side instance, or the server in the data directory.
+    async fn require_paused(&self) -> Result<Instance, RestoreError> {
         let entries =
             super::journal::read(&self.state_dir().journal())?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
         if status.state != Phase::Paused {
             return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
-        let s = probe::status(&self.config().postgres).await?;
+        // Paused: a preview's swap has not begun.
+        let copy = match status.plan.mode.preview() {
+            Some(p) => self.side(p),
+            None => self.production(),
+        };
+        let s = probe::status(&copy.pg).await?;
         if !s.in_recovery {
             return Err(RestoreError::NotPaused(
                 "PostgreSQL is out of recovery (promoted): it is no longer the paused restore"
@@ -132,7 +138,7 @@ impl Engine {
                 s.pause_state
             )));
         }
-        Ok(status)
+        Ok(copy)
     }
 }
 

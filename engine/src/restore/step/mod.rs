@@ -11,6 +11,7 @@ pub(super) mod rollback;
 mod set_aside;
 pub(super) mod start_paused;
 mod stop;
+pub(super) mod swap;
 
 use std::path::Path;
 
@@ -58,7 +59,7 @@ impl Cx<'_> {
             Step::Retry => retry::run(self).await,
             Step::Recover => recover::run(self).await,
             Step::StartPaused => start_paused::run(self).await,
-            Step::Accept | Step::Rollback => Err(RestoreError::StepFailed {
+            Step::Swap | Step::Accept | Step::Rollback => Err(RestoreError::StepFailed {
                 step,
                 message: "not a step on the way to paused".into(),
             }),

@@ -1,6 +1,7 @@
 //! Recover: `barman recover --target-time <t> --target-action pause` into the empty data
-//! directory (TZ=UTC, the target as `+00:00`). Barman refuses neither a live server nor a
-//! non-empty destination (docs/barman.md): both are refused here first. A crash here leaves
+//! directory, or a preview's empty side directory (TZ=UTC, the target as `+00:00`). Barman
+//! refuses neither a live server nor a non-empty destination (docs/barman.md): both are
+//! refused here first. A preview that holds writes turns the hold on here, before the copy. A crash here leaves
 //! barman and its rsync possibly still writing and a half-written copy; resume kills every
 //! process marked with the restore id, waits until none is left, then rolls back.
 
@@ -8,19 +9,35 @@ use std::path::Path;
 
 use super::super::error::io;
 use super::super::{space, RestoreError};
-use super::Cx;
+use super::{make_empty_data_dir, Cx};
 use crate::barman::BarmanError;
-use crate::service::{Postmaster, ServiceControl, ServiceError};
+use crate::service::{Postmaster, ServiceError};
+use crate::{admin, probe};
 
 pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
     let (engine, plan, backup_id) = (cx.engine, cx.plan, cx.backup_id);
-    let data = &plan.data_dir;
-    if let Postmaster::Running { pid } = engine.service().postmaster() {
+    let copy = engine.restored_instance(plan, cx.run);
+    let data = copy.data_dir().to_owned();
+    let data = &data;
+    if let Postmaster::Running { pid } = copy.postmaster() {
         return Err(ServiceError::StillRunning {
             data_dir: data.clone(),
             pid,
         }
         .into());
+    }
+    if let Some(preview) = plan.mode.preview() {
+        if let Some(parent) = data.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot create {}", parent.display())))?;
+        }
+        make_empty_data_dir(data)?;
+        if preview.hold_writes {
+            let client = probe::connect(&engine.config().postgres, None).await?;
+            admin::hold_writes(&client).await?;
+            cx.run
+                .log("production holds writes until the preview ends")?;
+        }
     }
     let empty = std::fs::read_dir(data)
         .map_err(io(format!("cannot read {}", data.display())))?

@@ -1,6 +1,7 @@
 //! Start paused: PostgreSQL started on the restored copy (the start blocker released first),
 //! then awaited until replay is paused at the target; the timeline it paused on is journaled
-//! for every later proof. A crash here leaves the restored server starting or replaying;
+//! for every later proof. In a preview the copy is the side instance, started by barkeep on
+//! its private socket; production is not touched. A crash here leaves the restored server starting or replaying;
 //! resume rolls back (it proves the copy never left recovery first). Once this step's
 //! `finished` entry is on disk, resume brings it back up paused instead.
 
@@ -9,23 +10,26 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::super::journal::Record;
+use super::super::mode::{make_socket_dir, Instance};
 use super::super::{RestoreError, Step};
 use super::Cx;
 use crate::probe::{self, PauseState};
 use crate::service::{Postmaster, ServiceControl};
 use crate::target::{Side, TargetTime, TransactionTarget};
 use crate::transactions::Lsn;
-use crate::Engine;
 
 /// How long replay up to the target may take.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(900);
 
 pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
-    let engine = cx.engine;
-    engine.service().release_start_guard().await?;
-    engine.service().start().await?;
-    let replayed = wait_paused(engine).await?;
-    let s = probe::status(&engine.config().postgres).await?;
+    let copy = cx.engine.restored_instance(cx.plan, cx.run);
+    if let Some(p) = cx.plan.mode.preview() {
+        make_socket_dir(&p.socket_dir)?;
+    }
+    copy.service.release_start_guard().await?;
+    copy.service.start().await?;
+    let replayed = wait_paused(&copy).await?;
+    let s = probe::status(&copy.pg).await?;
     cx.run.record(Record::PausedAt {
         timeline: s.timeline,
         last_replayed: replayed,
@@ -38,7 +42,7 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
         None => Ok(Some(format!("paused; {last}"))),
         Some(t) => Ok(Some(format!(
             "paused {}; {last}",
-            stop_at_transaction(engine, t).await?
+            stop_at_transaction(&copy, t).await?
         ))),
     }
 }
@@ -46,11 +50,11 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
 /// Proves from PostgreSQL that replay paused on the chosen side of the transaction: the end of
 /// the last replayed record is at or before the start of its commit record ("before"), or
 /// past it ("after"). Says where, for the person to see.
-async fn stop_at_transaction(
-    engine: &Engine,
+pub(super) async fn stop_at_transaction(
+    copy: &Instance,
     t: &TransactionTarget,
 ) -> Result<String, RestoreError> {
-    let client = probe::connect(&engine.config().postgres, None).await?;
+    let client = probe::connect(&copy.pg, None).await?;
     let row = client
         .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
         .await
@@ -92,27 +96,27 @@ async fn stop_at_transaction(
 
 /// The restored server up again after an interruption: started if it is down, and awaited
 /// until paused if it is still in recovery.
-pub(in crate::restore) async fn ensure_running(engine: &Engine) -> Result<(), RestoreError> {
-    if let Postmaster::Stopped = engine.service().postmaster() {
-        engine.service().release_start_guard().await?;
-        engine.service().start().await?;
+pub(in crate::restore) async fn ensure_running(copy: &Instance) -> Result<(), RestoreError> {
+    if let Postmaster::Stopped = copy.postmaster() {
+        copy.service.release_start_guard().await?;
+        copy.service.start().await?;
     }
-    if probe::status(&engine.config().postgres).await?.in_recovery {
-        wait_paused(engine).await?;
+    if probe::status(&copy.pg).await?.in_recovery {
+        wait_paused(copy).await?;
     }
     Ok(())
 }
 
 /// Waits until PostgreSQL is in recovery with replay paused; returns the last replayed
 /// transaction's time.
-async fn wait_paused(engine: &Engine) -> Result<Option<DateTime<Utc>>, RestoreError> {
+pub(super) async fn wait_paused(copy: &Instance) -> Result<Option<DateTime<Utc>>, RestoreError> {
     let failed = |message: String| RestoreError::StepFailed {
         step: Step::StartPaused,
         message,
     };
     let deadline = tokio::time::Instant::now() + PAUSE_TIMEOUT;
     loop {
-        match probe::status(&engine.config().postgres).await {
+        match probe::status(&copy.pg).await {
             Ok(s) if s.in_recovery && s.pause_state == Some(PauseState::Paused) => {
                 return Ok(s.last_replayed_xact)
             }
@@ -123,7 +127,7 @@ async fn wait_paused(engine: &Engine) -> Result<Option<DateTime<Utc>>, RestoreEr
             }
             Ok(_) => {}
             Err(e) => {
-                if let Postmaster::Stopped = engine.service().postmaster() {
+                if let Postmaster::Stopped = copy.postmaster() {
                     return Err(failed(format!(
                         "PostgreSQL stopped during recovery (see its log): {e}"
                     )));
