@@ -430,3 +430,100 @@ fn a_crash_with_a_transaction_target_is_resumed_or_rolled_back_like_a_time() {
     ok(barkeep(&sb, &["restore", "rollback"], None));
     assert_eq!(checksum(&sb), before, "nothing lost");
 }
+
+fn postmaster_start(sb: &Sandbox) -> String {
+    sb.psql("SELECT pg_postmaster_start_time()")
+}
+
+/// No side copy of a preview is left in the state directory (its logs may stay).
+fn assert_no_side_copy(sb: &Sandbox, point: &str) {
+    let dirs: Vec<_> = std::fs::read_dir(sb.state_dir().join("preview"))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
+        .unwrap_or_default();
+    assert!(dirs.is_empty(), "{point}: side copies left: {dirs:?}");
+}
+
+/// A preview (issue 13) killed at each of its steps and at each point of its swap: resume rolls
+/// back with production serving its own data (never restarted when the crash came before the
+/// swap), brings a paused preview back paused, and finishes a swap that finished.
+#[test]
+fn a_crash_at_any_step_of_a_preview_leaves_production_with_its_data() {
+    let sb = Sandbox::up(SandboxOptions::default());
+    sb.psql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    // Verify queries read as a member of the application's role.
+    sb.psql("ALTER TABLE t OWNER TO app");
+    sb.psql("INSERT INTO t SELECT g, 'kept ' || g FROM generate_series(1, 40) g");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    let target = now_utc();
+    sb.psql("INSERT INTO t SELECT g, 'later ' || g FROM generate_series(41, 60) g");
+    let before = checksum(&sb);
+    let start = ["restore", "start", "--preview", "--target-time", &target];
+
+    // Before paused, production was never stopped: rolled back without a restart.
+    for point in [
+        "plan:started",
+        "archive:finished",
+        "recover:started",
+        "recover:child",
+        "recover:finished",
+        "start_paused:started",
+        "start_paused:child",
+    ] {
+        let started = postmaster_start(&sb);
+        crash_at(&sb, &start, point);
+        let s = ok(barkeep(&sb, &["restore", "resume"], None));
+        assert_eq!(s["outcome"]["outcome"], "rolled_back", "{point}: {s}");
+        assert_rolled_back(&sb, &before, point);
+        assert_eq!(postmaster_start(&sb), started, "{point}: never restarted");
+        assert_no_side_copy(&sb, point);
+        assert_no_children_left(&sb, point);
+    }
+
+    // Paused beside production when the crash came: resume brings the preview back paused.
+    let point = "start_paused:finished";
+    crash_at(&sb, &start, point);
+    let s = ok(barkeep(&sb, &["restore", "resume"], None));
+    assert_eq!(s["state"], "paused", "{point}: {s}");
+    assert!(!in_recovery(&sb), "production serves on");
+    let q = ok(barkeep(
+        &sb,
+        &["restore", "query", "SELECT count(*) FROM t"],
+        None,
+    ));
+    assert_eq!(q["rows"][0][0], "40", "{q}");
+
+    // A retry cut short: rolled back.
+    let point = "retry:started";
+    crash_at(&sb, &["restore", "retry", "--target-time", &target], point);
+    ok(barkeep(&sb, &["restore", "resume"], None));
+    assert_rolled_back(&sb, &before, point);
+    assert_no_side_copy(&sb, point);
+
+    // A swap cut short, at its start, while it stops the servers, between its renames and
+    // the start: production goes back in its place with its data.
+    for point in ["swap:started", "swap:child", "swap:renamed"] {
+        let s = ok(barkeep(&sb, &start, None));
+        assert_eq!(s["state"], "paused", "{point}: {s}");
+        crash_at(&sb, &["restore", "accept"], point);
+        let s = ok(barkeep(&sb, &["restore", "resume"], None));
+        assert_eq!(s["outcome"]["outcome"], "rolled_back", "{point}: {s}");
+        assert_rolled_back(&sb, &before, point);
+        assert_no_side_copy(&sb, point);
+        assert_no_children_left(&sb, point);
+    }
+
+    // A swap that finished, or an accept begun after it: the accept is finished.
+    for point in ["swap:finished", "accept:started"] {
+        let s = ok(barkeep(&sb, &start, None));
+        assert_eq!(s["state"], "paused", "{point}: {s}");
+        crash_at(&sb, &["restore", "accept"], point);
+        let s = ok(barkeep(&sb, &["restore", "resume"], None));
+        assert_eq!(s["outcome"]["outcome"], "accepted", "{point}: {s}");
+        assert!(!in_recovery(&sb));
+        assert_eq!(sb.psql("SELECT count(*) FROM t").trim(), "40", "{point}");
+        assert_no_side_copy(&sb, point);
+        // Production's own directory, set aside by the swap, is kept.
+        let kept = ok(barkeep(&sb, &["restore", "kept"], None));
+        assert!(!kept.as_array().expect("a list").is_empty());
+    }
+}

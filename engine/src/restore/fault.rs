@@ -2,7 +2,8 @@
 //! (test builds of the CLI; never the release build cargo-leptos makes):
 //! `BARKEEP_FAULT_KILL_AFTER=<step>:started|finished` SIGKILLs the process right after that
 //! journal entry, `<step>:child` while the step's first child runs (for `recover`: once barman
-//! has started writing into the data directory), exactly as an OOM kill would.
+//! has started writing into the data directory), exactly as an OOM kill would; `swap:renamed`
+//! between a preview's swap renames and the start of the copy in production's place.
 
 pub(crate) use kill::{at_entry, in_child, point};
 

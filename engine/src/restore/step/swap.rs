@@ -102,6 +102,7 @@ pub(in crate::restore) async fn run(
         data.display()
     )))?;
     sync_parents(data, &preview.data_dir)?;
+    super::super::fault::at_entry("swap:renamed");
 
     // 5. The copy on production's port, paused again at the target.
     production.service.release_start_guard().await?;
