@@ -266,6 +266,29 @@ pub struct PlanView {
     /// How long PostgreSQL is expected to be down, and from what, when an earlier restore here
     /// measured it.
     pub expected_downtime: Option<String>,
+    /// A preview: recovered beside production, swapped in on accept.
+    pub preview: bool,
+    /// A preview that holds production's writes while it is open.
+    pub hold_writes: bool,
+}
+
+/// Whether a preview restore can run beside production now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreflightView {
+    pub passes: bool,
+    /// Why not, in words.
+    pub problems: Vec<String>,
+}
+
+/// What production did since the open preview began: the swap discards it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductionWritesView {
+    pub since: DateTime<Utc>,
+    /// Rows inserted, updated and deleted (`None`: the statistics were reset).
+    pub rows_written: Option<i64>,
+    /// Transactions committed, read-only ones included.
+    pub commits: Option<i64>,
+    pub held: bool,
 }
 
 /// One step of a restore as its journal tells it.
@@ -296,6 +319,10 @@ pub struct RestoreView {
     pub pre_restore_dir: String,
     /// While paused: what PostgreSQL itself says about its replay (asked, not journaled).
     pub replay: Option<ReplayView>,
+    /// A preview: the paused copy runs beside production, which keeps serving.
+    pub preview: bool,
+    /// While a preview is paused: production's writes since it began.
+    pub production_writes: Option<ProductionWritesView>,
 }
 
 /// A paused server's replay, as PostgreSQL reports it.

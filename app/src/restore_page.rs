@@ -7,13 +7,13 @@ use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use leptos::prelude::*;
 
 use crate::api::{
-    overview, restore_status, BackupNow, RestoreAccept, RestorePlan, RestoreQuery, RestoreRetry,
-    RestoreRollback, RestoreStart, RestoreTransactions, SwitchWal,
+    overview, restore_preflight, restore_status, BackupNow, RestoreAccept, RestorePlan,
+    RestoreQuery, RestoreRetry, RestoreRollback, RestoreStart, RestoreTransactions, SwitchWal,
 };
 use crate::clock::utc;
 use crate::model::{
-    parse_transaction_target, transaction_target_text, AppError, PlanView, QueryView, RestoreView,
-    TransactionsView,
+    parse_transaction_target, transaction_target_text, AppError, PlanView, PreflightView,
+    ProductionWritesView, QueryView, RestoreView, TransactionsView,
 };
 
 /// The target as typed, read as barkeep reads it: a time with an explicit zone.
@@ -138,6 +138,17 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
         }
     };
     let catalog = Resource::new(|| (), |_| overview());
+    // Preview is the default when it can run here; in place otherwise.
+    let preflight = Resource::new(|| (), |_| restore_preflight());
+    let preview = RwSignal::new(true);
+    let hold_writes = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = preflight.get() {
+            if !p.passes {
+                preview.set(false);
+            }
+        }
+    });
     let accepted = last.as_ref().is_some_and(|l| {
         l.outcome
             .as_deref()
@@ -188,10 +199,16 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
             <p class="muted" id="target-utc">{read_as}</p>
         </div>
         {transactions_panel(target)}
+        {mode_choice(preview, hold_writes, preflight)}
         <button
             id="plan-restore"
             on:click=move |_| {
-                plan.dispatch(RestorePlan { target: target.get_untracked(), backup_id: None });
+                plan.dispatch(RestorePlan {
+                    target: target.get_untracked(),
+                    backup_id: None,
+                    preview: preview.get_untracked(),
+                    hold_writes: preview.get_untracked() && hold_writes.get_untracked(),
+                });
             }
             disabled=move || plan.pending().get()
         >
@@ -202,6 +219,8 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
             Ok(p) => {
                 let database = p.database.clone();
                 let target_text = target.get_untracked();
+                // What runs is what the plan shows.
+                let (as_preview, hold) = (p.preview, p.hold_writes);
                 view! {
                     {plan_view(p)}
                     <div class="field">
@@ -224,10 +243,12 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
                                 target: target_text.clone(),
                                 backup_id: None,
                                 confirm_database: confirm.get_untracked(),
+                                preview: as_preview,
+                                hold_writes: hold,
                             });
                         }
                     >
-                        "Stop PostgreSQL and restore"
+                        {if as_preview { "Restore beside production" } else { "Stop PostgreSQL and restore" }}
                     </button>
                 }
                 .into_any()
@@ -236,6 +257,56 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
         {move || start.value().get().and_then(|r| r.err()).map(|e| view! {
             <p class="error" role="alert" id="start-error">{e.to_string()}</p>
         })}
+    }
+}
+
+/// In place or preview, each said in one sentence; preview offered (and chosen) only when its
+/// preflight passes, else the reasons why not.
+fn mode_choice(
+    preview: RwSignal<bool>,
+    hold_writes: RwSignal<bool>,
+    preflight: Resource<Result<PreflightView, AppError>>,
+) -> impl IntoView {
+    let unavailable = move || match preflight.get() {
+        Some(Ok(p)) if !p.passes => Some(p.problems.join("; ")),
+        Some(Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    view! {
+        <fieldset class="mode" id="restore-mode">
+            <legend>"How to restore"</legend>
+            <label>
+                <input type="radio" name="restore-mode" id="mode-preview"
+                    prop:checked=move || preview.get()
+                    prop:disabled=move || unavailable().is_some()
+                    on:change=move |_| preview.set(true)/>
+                " Preview beside production"
+            </label>
+            <p class="muted">
+                "Production keeps serving while you check the restored copy beside it; \
+                 accepting swaps it in, with about a second of downtime."
+            </p>
+            <label class="indent">
+                <input type="checkbox" id="hold-writes"
+                    prop:checked=move || hold_writes.get()
+                    prop:disabled=move || !preview.get()
+                    on:change=move |ev| hold_writes.set(event_target_checked(&ev))/>
+                " Refuse writes on production while the preview is open (the swap discards them)"
+            </label>
+            <label>
+                <input type="radio" name="restore-mode" id="mode-in-place"
+                    prop:checked=move || !preview.get()
+                    on:change=move |_| preview.set(false)/>
+                " In place"
+            </label>
+            <p class="muted">
+                "PostgreSQL stops now and stays down until you accept or roll back; no second \
+                 server is needed."
+            </p>
+            {move || unavailable().map(|why| view! {
+                <p class="warn" id="preview-unavailable">{format!("A preview cannot run here: {why}")}</p>
+            })}
+        </fieldset>
     }
 }
 
@@ -433,12 +504,25 @@ fn plan_view(p: PlanView) -> impl IntoView {
                 <dt>"From backup"</dt><dd>{format!("{} (ended {})", p.backup_id, utc(p.backup_end))}</dd>
                 <dt>"Recovery window"</dt><dd>{window}</dd>
                 <dt>"Disk"</dt><dd>{format!("{} MiB needed, {} MiB free", p.needed_bytes >> 20, p.free_bytes >> 20)}</dd>
+                <dt>"How"</dt>
+                <dd id="plan-mode">
+                    {match (p.preview, p.hold_writes) {
+                        (true, true) => "preview beside production, which refuses writes until it ends",
+                        (true, false) => "preview beside production, which keeps taking writes (the swap discards them)",
+                        (false, _) => "in place",
+                    }}
+                </dd>
                 <dt>"Expected downtime"</dt>
                 <dd id="plan-downtime">
-                    {p.expected_downtime.unwrap_or_else(|| {
-                        "not known yet: no restore has run here to measure it from (the copy runs \
-                         at the disk's speed)".to_owned()
-                    })}
+                    {if p.preview {
+                        "about a second, at the swap when you accept: production serves while the \
+                         copy is restored and while you verify it".to_owned()
+                    } else {
+                        p.expected_downtime.unwrap_or_else(|| {
+                            "not known yet: no restore has run here to measure it from (the copy \
+                             runs at the disk's speed)".to_owned()
+                        })
+                    }}
                 </dd>
             </dl>
             <ol class="steps">
@@ -446,8 +530,13 @@ fn plan_view(p: PlanView) -> impl IntoView {
             </ol>
             {p.warnings.into_iter().map(|w| view! { <p class="warn">{w}</p> }).collect_view()}
             <p class="muted">
-                "PostgreSQL is down from the stop step until you accept or roll back; the data \
-                 directory you have now is kept, renamed, until you discard it."
+                {if p.preview {
+                    "Production is stopped only at the swap; its data directory is then kept, \
+                     renamed, until you discard it."
+                } else {
+                    "PostgreSQL is down from the stop step until you accept or roll back; the data \
+                     directory you have now is kept, renamed, until you discard it."
+                }}
             </p>
         </div>
     }
@@ -519,14 +608,17 @@ fn paused(r: RestoreView) -> impl IntoView {
         .find_map(Result::err)
         .map(|e| view! { <p class="error" role="alert" id="decide-error">{e.to_string()}</p> })
     };
+    let preview = r.preview;
     view! {
         <p id="restore-state" class="ok">
             {format!(
-                "Restore {}: PostgreSQL is paused {}. Look at the data before you decide.",
+                "Restore {}: {} is paused {}. Look at the data before you decide.",
                 r.restore_id,
+                if preview { "the restored copy beside production" } else { "PostgreSQL" },
                 r.target_transaction.clone().unwrap_or_else(|| format!("at {}", utc(r.target)))
             )}
         </p>
+        {preview.then(|| production_writes_view(r.production_writes.clone()))}
         <p id="replay-state" class="muted">
             {match &r.replay {
                 Some(p) => format!(
@@ -553,15 +645,31 @@ fn paused(r: RestoreView) -> impl IntoView {
         <h3>"Decide"</h3>
         <div class="action">
             <button id="accept-restore" disabled=busy on:click=move |_| { accept.dispatch(RestoreAccept {}); }>
-                "Accept"
+                {if preview { "Swap in and accept" } else { "Accept" }}
             </button>
-            <p class="muted">"The restored database becomes live on a new timeline; archiving goes back on. The data directory you had before stays kept until you discard it."</p>
+            <p class="muted">
+                {if preview {
+                    "Production stops for about a second: the restored copy takes its place and \
+                     becomes live on a new timeline; archiving goes back on. Production's data \
+                     directory is kept until you discard it."
+                } else {
+                    "The restored database becomes live on a new timeline; archiving goes back on. \
+                     The data directory you had before stays kept until you discard it."
+                }}
+            </p>
         </div>
         <div class="action">
             <button id="rollback-restore" disabled=busy on:click=move |_| { rollback.dispatch(RestoreRollback {}); }>
-                "Roll back"
+                {if preview { "Discard the preview" } else { "Roll back" }}
             </button>
-            <p class="muted">"The restored copy is deleted and the data directory you had before goes back in place and starts: as if nothing happened."</p>
+            <p class="muted">
+                {if preview {
+                    "The restored copy is stopped and deleted; production, never touched, serves on."
+                } else {
+                    "The restored copy is deleted and the data directory you had before goes back \
+                     in place and starts: as if nothing happened."
+                }}
+            </p>
         </div>
         <div class="action">
             <button id="retry-restore" disabled=busy on:click=move |_| {
@@ -572,6 +680,37 @@ fn paused(r: RestoreView) -> impl IntoView {
         </div>
         {refusal}
     }
+}
+
+/// A preview's banner: production serves, and what it wrote since the preview began is what
+/// the swap discards.
+fn production_writes_view(w: Option<ProductionWritesView>) -> impl IntoView {
+    let words = match w {
+        None => "Production keeps serving beside the preview.".to_owned(),
+        Some(w) if w.held => format!(
+            "Production keeps serving reads and refuses writes since {} (held for the preview): \
+             {} rows written since then.",
+            utc(w.since),
+            w.rows_written
+                .map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+        ),
+        Some(w) => match w.rows_written {
+            Some(0) => format!(
+                "Production keeps serving; it has written no rows since the preview began ({}).",
+                utc(w.since)
+            ),
+            Some(n) => format!(
+                "Production keeps serving and has written {n} rows ({} transactions committed, \
+                 reads included) since the preview began ({}): the swap discards them.",
+                w.commits.map_or_else(|| "?".to_owned(), |c| c.to_string()),
+                utc(w.since)
+            ),
+            None => "Production keeps serving; its statistics were reset since the preview \
+                     began, so what it wrote since is unknown: the swap discards it."
+                .to_owned(),
+        },
+    };
+    view! { <p id="production-writes" class="warn">{words}</p> }
 }
 
 /// The target as the pages say it: a time in UTC, or the transaction.

@@ -12,7 +12,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::{AppError, PlanView, QueryView, RestoreView};
+use crate::model::{AppError, PlanView, PreflightView, QueryView, RestoreView};
 
 #[cfg(feature = "ssr")]
 use super::{audit, operator, server_context, signed_in, Caller, ServerContext};
@@ -61,6 +61,16 @@ fn parse_backup_id(id: Option<String>) -> Result<Option<String>, AppError> {
     }
 }
 
+/// The mode the wizard asked for.
+#[cfg(feature = "ssr")]
+fn mode_choice(preview: bool, hold_writes: bool) -> engine::restore::ModeChoice {
+    if preview {
+        engine::restore::ModeChoice::Preview { hold_writes }
+    } else {
+        engine::restore::ModeChoice::InPlace
+    }
+}
+
 /// The engine's refusals and failures, in its own words, with the status they deserve.
 #[cfg(feature = "ssr")]
 pub(super) fn from_engine(e: engine::restore::RestoreError) -> AppError {
@@ -75,6 +85,7 @@ pub(super) fn from_engine(e: engine::restore::RestoreError) -> AppError {
         | E::WrongCluster { .. }
         | E::DiskFull { .. }
         | E::NotRenamable { .. }
+        | E::PreviewUnavailable(_)
         | E::Query(_) => AppError::Rejected(e.to_string()),
         E::InProgress { .. }
         | E::Busy
@@ -133,16 +144,38 @@ fn refuse_if_open(ctx: &ServerContext) -> Result<(), AppError> {
     }
 }
 
-/// The dry run for a target (and a backup, or the newest that can serve it): touches nothing.
+/// Whether a preview can run beside production now: the wizard makes it the default when so.
 #[server]
-pub async fn restore_plan(target: String, backup_id: Option<String>) -> Result<PlanView, AppError> {
+pub async fn restore_preflight() -> Result<PreflightView, AppError> {
+    operator()?;
+    let ctx = server_context()?;
+    let p = ctx.engine.preview_preflight(None).await;
+    Ok(PreflightView {
+        passes: p.passes(),
+        problems: p.problems,
+    })
+}
+
+/// The dry run for a target (and a backup, or the newest that can serve it), in place or as a
+/// preview: touches nothing.
+#[server]
+pub async fn restore_plan(
+    target: String,
+    backup_id: Option<String>,
+    #[server(default)] preview: bool,
+    #[server(default)] hold_writes: bool,
+) -> Result<PlanView, AppError> {
     operator()?;
     let backup_id = parse_backup_id(backup_id)?;
     let ctx = server_context()?;
     let target = parse_target(&ctx, &target).await?;
     let plan = ctx
         .engine
-        .plan(target, backup_id.as_deref())
+        .plan_in(
+            target,
+            backup_id.as_deref(),
+            mode_choice(preview, hold_writes),
+        )
         .await
         .map_err(from_engine)?;
     let downtime = ctx.engine.expected_downtime(plan.needed_bytes);
@@ -153,13 +186,16 @@ pub async fn restore_plan(target: String, backup_id: Option<String>) -> Result<P
     ))
 }
 
-/// Starts a restore to `target`: the operator typed the database's name to confirm. Returns at
-/// once; the restore runs in the server up to PostgreSQL paused at the target.
+/// Starts a restore to `target`, in place or as a preview: the operator typed the database's
+/// name to confirm. Returns at once; the restore runs in the server up to the copy paused at
+/// the target.
 #[server]
 pub async fn restore_start(
     target: String,
     backup_id: Option<String>,
     confirm_database: String,
+    #[server(default)] preview: bool,
+    #[server(default)] hold_writes: bool,
 ) -> Result<(), AppError> {
     let caller = operator()?;
     let backup_id = parse_backup_id(backup_id)?;
@@ -172,8 +208,13 @@ pub async fn restore_start(
         )));
     }
     refuse_if_open(&ctx)?;
+    let choice = mode_choice(preview, hold_writes);
     // What would refuse the restore is said now, to the person who asked.
-    if let Err(e) = ctx.engine.plan(target, backup_id.as_deref()).await {
+    if let Err(e) = ctx
+        .engine
+        .plan_in(target, backup_id.as_deref(), choice)
+        .await
+    {
         audit(
             &ctx,
             &caller,
@@ -190,7 +231,11 @@ pub async fn restore_start(
         caller,
         "restore_start",
         Some(target.to_string()),
-        async move { engine.start_restore(target, backup_id.as_deref()).await },
+        async move {
+            engine
+                .start_restore_in(target, backup_id.as_deref(), choice)
+                .await
+        },
     );
     Ok(())
 }
@@ -205,12 +250,35 @@ pub async fn restore_status() -> Result<Option<RestoreView>, AppError> {
     };
     let mut view = views::restore(&status);
     if status.state == engine::restore::Phase::Paused {
-        // PostgreSQL's own word on where replay stopped (a shared probe, cheap to ask).
-        if let engine::overview::PostgresState::Up(s) = ctx.engine.postgres_check().await.state {
-            view.replay = s.in_recovery.then(|| crate::model::ReplayView {
+        // PostgreSQL's own word on where replay stopped: in place, the shared probe (cheap to
+        // ask); a preview's side instance is asked itself.
+        let copy = if view.preview {
+            ctx.engine.paused_copy_status().await.ok().flatten()
+        } else {
+            match ctx.engine.postgres_check().await.state {
+                engine::overview::PostgresState::Up(s) => Some(*s),
+                _ => None,
+            }
+        };
+        view.replay = copy
+            .filter(|s| s.in_recovery)
+            .map(|s| crate::model::ReplayView {
                 paused: s.pause_state == Some(engine::probe::PauseState::Paused),
                 last_replayed: s.last_replayed_xact,
             });
+        if view.preview {
+            view.production_writes = ctx
+                .engine
+                .production_writes()
+                .await
+                .ok()
+                .flatten()
+                .map(|w| crate::model::ProductionWritesView {
+                    since: w.since,
+                    rows_written: w.rows_written,
+                    commits: w.commits,
+                    held: w.held,
+                });
         }
     }
     Ok(Some(view))
@@ -448,6 +516,8 @@ pub(super) mod views {
             free_bytes: p.free_bytes,
             warnings: p.warnings.clone(),
             database: database.to_owned(),
+            preview: p.mode.preview().is_some(),
+            hold_writes: p.mode.preview().is_some_and(|v| v.hold_writes),
         }
     }
 
@@ -479,6 +549,8 @@ pub(super) mod views {
             }),
             pre_restore_dir: s.plan.pre_restore_dir.display().to_string(),
             replay: None,
+            preview: s.plan.mode.preview().is_some(),
+            production_writes: None,
         }
     }
 }

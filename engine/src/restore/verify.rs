@@ -111,6 +111,22 @@ impl Engine {
         Ok(result)
     }
 
+    /// What the paused copy of the open restore says about itself (a preview's side instance,
+    /// or the server in the data directory); `None` unless a restore is paused.
+    pub async fn paused_copy_status(&self) -> Result<Option<probe::ServerStatus>, RestoreError> {
+        let Some(status) = self.status()? else {
+            return Ok(None);
+        };
+        if status.state != Phase::Paused {
+            return Ok(None);
+        }
+        let copy = match status.plan.mode.preview() {
+            Some(p) => self.side(p),
+            None => self.production(),
+        };
+        Ok(Some(probe::status(&copy.pg).await?))
+    }
+
     /// The journal says paused AND PostgreSQL confirms it: in recovery, replay paused. Returns
     /// the paused copy: a preview's side instance, or the server in the data directory.
     async fn require_paused(&self) -> Result<Instance, RestoreError> {

@@ -444,7 +444,7 @@ fn the_seed_scenario_through_the_wizard() {
         "restore-end.png",
         async |client| {
             sign_in(client, &url, &operator).await?;
-            let id = restore_through_the_wizard(client, &url, &target, &orders, &operator).await?;
+            let id = restore_through_the_wizard(client, &sb, &target, &orders, &left).await?;
             discard_what_it_set_aside(client, &url, &id, &sb.state_dir()).await
         },
     );
@@ -454,41 +454,81 @@ fn the_seed_scenario_through_the_wizard() {
     assert_eq!(sb.psql("SHOW archive_command"), sb.archive_command());
 }
 
-/// Returns the restore's id.
+/// A preview (the wizard's default here) verified while production serves `harmed` orders,
+/// then swapped in. Returns the restore's id.
 async fn restore_through_the_wizard(
     client: &Client,
-    url: &str,
+    sb: &Sandbox,
     target: &str,
     orders: &str,
-    operator: &(String, String),
+    harmed: &str,
 ) -> Result<String, String> {
-    let id = start_in_the_wizard(client, url, target).await?;
+    let url = &sb.http_url();
+    let operator = &sb.operator();
+    let id = start_in_the_wizard(client, url, target, Mode::Preview).await?;
     save_screenshot(client, "restore-running.png").await?;
     a_second_browser_sees(url, operator, &id).await?;
     client.refresh().await.map_err(|e| e.to_string())?;
     wait_for_text(client, "restore-state", "paused at", 240).await?;
     let steps = text_of(client, Locator::Id("restore-steps")).await?;
-    for step in [
-        "plan",
-        "archive",
-        "stop",
-        "set_aside",
-        "recover",
-        "start_paused",
-    ] {
+    for step in ["plan", "archive", "recover", "start_paused"] {
         if !steps.contains(step) {
             return Err(format!("the steps table lacks {step}: {steps}"));
         }
     }
+    if steps.contains("stop") || steps.contains("set_aside") {
+        return Err(format!("a preview stopped production: {steps}"));
+    }
+    // Production serves beside the paused copy, with the harm still in it.
+    let serving = (
+        sb.psql("SELECT pg_is_in_recovery()"),
+        sb.psql("SELECT count(*) FROM orders"),
+    );
+    if serving != ("f".to_owned(), harmed.to_owned()) {
+        return Err(format!(
+            "production does not serve what it had during the preview: {serving:?}"
+        ));
+    }
+    wait_for_text(client, "production-writes", "Production keeps serving", 10).await?;
     // Verify: the rows are back on the paused server.
     orders_back_then_accept(client, orders, "restore-paused.png").await?;
     eprintln!("[browser] restored to {target} through the wizard: {orders} orders, accepted");
     Ok(id)
 }
 
-/// On the restore page: the target typed, the plan read, the database's name typed, started.
-/// Returns the restore's id once the page says it runs.
-async fn start_in_the_wizard(client: &Client, url: &str, target: &str) -> Result<String, String> {
+/// How the wizard restores.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Preview,
+    InPlace,
+}
+
+/// Chooses the mode on the wizard's target page; a preview is the default when it can run.
+async fn choose_mode(client: &Client, mode: Mode) -> Result<(), String> {
+    let preview = wait_for(client, Locator::Id("mode-preview"), 10).await?;
+    let default = preview.prop("checked").await.map_err(|e| e.to_string())?;
+    if default.as_deref() != Some("true") {
+        let why = text_of(client, Locator::Id("preview-unavailable"))
+            .await
+            .unwrap_or_default();
+        return Err(format!(
+            "preview is not the default mode ({default:?}): {why}"
+        ));
+    }
+    if mode == Mode::InPlace {
+        click(client, "mode-in-place").await?;
+    }
+    Ok(())
+}
+
+/// On the restore page: the target typed, the mode chosen, the plan read, the database's name
+/// typed, started. Returns the restore's id once the page says it runs.
+async fn start_in_the_wizard(
+    client: &Client,
+    url: &str,
+    target: &str,
+    mode: Mode,
+) -> Result<String, String> {
     let page = format!("{url}restore");
     client.goto(&page).await.map_err(|e| e.to_string())?;
     wait_for(client, Locator::Id("target"), 30).await?;
@@ -499,8 +539,18 @@ async fn start_in_the_wizard(client: &Client, url: &str, target: &str) -> Result
         wait_for_text(client, "target-utc", "UTC", 1).await
     })
     .await?;
+    choose_mode(client, mode).await?;
     click(client, "plan-restore").await?;
     let planned = wait_for(client, Locator::Id("plan-target"), 60).await?;
+    let how = text_of(client, Locator::Id("plan-mode")).await?;
+    let want = if mode == Mode::Preview {
+        "preview"
+    } else {
+        "in place"
+    };
+    if !how.contains(want) {
+        return Err(format!("the plan says {how:?}, {want} was chosen"));
+    }
     let planned = planned.text().await.map_err(|e| e.to_string())?;
     if !target.starts_with(&planned.replace(" UTC", "")[..19]) {
         return Err(format!(
@@ -557,6 +607,7 @@ async fn choose_again(client: &Client, target: &str) -> Result<(), String> {
         ));
     }
     type_into(client, "target", target).await?;
+    choose_mode(client, Mode::InPlace).await?;
     click(client, "plan-restore").await?;
     wait_for_text(client, "plan-downtime", "the last restore here", 60).await?;
     let downtime = text_of(client, Locator::Id("plan-downtime")).await?;
@@ -600,7 +651,7 @@ fn barkeep_killed_mid_restore_and_the_page_shows_what_resume_did() {
         "killed-end.png",
         async |client| {
             sign_in(client, &url, &operator).await?;
-            let id = start_in_the_wizard(client, &url, &target).await?;
+            let id = start_in_the_wizard(client, &url, &target, Mode::InPlace).await?;
             let pid_file = sb.dir().join("barkeep.pid");
             let pid = std::fs::read_to_string(&pid_file)
                 .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?;
@@ -729,7 +780,7 @@ fn a_rollback_through_the_wizard_loses_nothing() {
         "rollback-end.png",
         async |client| {
             sign_in(client, &url, &operator).await?;
-            start_in_the_wizard(client, &url, &target).await?;
+            start_in_the_wizard(client, &url, &target, Mode::InPlace).await?;
             wait_for_text(client, "restore-state", "paused at", 240).await?;
             let rows = query_the_paused_server(client, "SELECT count(*) FROM orders").await?;
             if rows.trim() != orders_at_target {
@@ -987,6 +1038,8 @@ fn the_mistake_found_in_the_wizard_and_undone() {
                 5,
             )
             .await?;
+            // The default here: a preview, swapped in on accept.
+            choose_mode(client, Mode::Preview).await?;
             click(client, "plan-restore").await?;
             wait_for_text(
                 client,
