@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use barkeep_engine::restore::{ModeChoice, Outcome, Phase, RestoreError, Step};
@@ -14,103 +12,6 @@ use common::*;
 
 const PREVIEW: ModeChoice = ModeChoice::Preview { hold_writes: false };
 const PREVIEW_HOLDING: ModeChoice = ModeChoice::Preview { hold_writes: true };
-
-/// A client that connects to production and runs a query every 50 ms, as an application
-/// would, and remembers when it was served and when not.
-struct Poller {
-    stop: Arc<AtomicBool>,
-    polls: Arc<Mutex<Vec<(Instant, bool)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Poller {
-    fn start(sb: &Sandbox) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let polls = Arc::new(Mutex::new(Vec::new()));
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(sb.socket_dir())
-            .port(sb.pg_port())
-            .user("postgres")
-            .dbname("app")
-            .connect_timeout(Duration::from_secs(1));
-        let thread = {
-            let (stop, polls) = (stop.clone(), polls.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                while !stop.load(Ordering::SeqCst) {
-                    let at = Instant::now();
-                    let served = rt.block_on(async {
-                        let Ok(Ok((client, conn))) = tokio::time::timeout(
-                            Duration::from_secs(1),
-                            config.connect(tokio_postgres::NoTls),
-                        )
-                        .await
-                        else {
-                            return false;
-                        };
-                        let conn = tokio::spawn(conn);
-                        let ok = client.simple_query("SELECT 1").await.is_ok();
-                        drop(client);
-                        let _ = conn.await;
-                        ok
-                    });
-                    polls.lock().expect("polls").push((at, served));
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        };
-        Self {
-            stop,
-            polls,
-            thread: Some(thread),
-        }
-    }
-
-    /// Polls that were refused between `from` and `to`.
-    fn refused_between(&self, from: Instant, to: Instant) -> usize {
-        let polls = self.polls.lock().expect("polls");
-        polls
-            .iter()
-            .filter(|(at, ok)| *at >= from && *at <= to && !ok)
-            .count()
-    }
-
-    /// The longest time production did not serve: from the first refused poll of a run to the
-    /// next served one.
-    fn longest_outage(&self) -> Duration {
-        let polls = self.polls.lock().expect("polls");
-        let mut longest = Duration::ZERO;
-        let mut down_since: Option<Instant> = None;
-        for (at, ok) in polls.iter() {
-            match (ok, down_since) {
-                (false, None) => down_since = Some(*at),
-                (true, Some(since)) => {
-                    longest = longest.max(*at - since);
-                    down_since = None;
-                }
-                _ => {}
-            }
-        }
-        longest
-    }
-
-    fn count(&self) -> usize {
-        self.polls.lock().expect("polls").len()
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// When production's postmaster started: a restart changes it.
 fn postmaster_start(sb: &Sandbox) -> String {
@@ -136,7 +37,7 @@ fn a_preview_is_verified_while_production_serves_then_swapped_in() {
     let harmed = checksum(&sb, "ledger");
     let started = postmaster_start(&sb);
 
-    let poller = Poller::start(&sb);
+    let poller = sb.poller();
     let began = Instant::now();
     let status = rt
         .block_on(engine.start_restore_in(target, None, PREVIEW))
@@ -219,7 +120,6 @@ fn a_preview_is_verified_while_production_serves_then_swapped_in() {
     let kept = engine.pre_restore_dirs();
     assert_eq!(kept.len(), 1);
     assert_eq!(count_in_copy(&sb, &kept[0].path, "ledger"), 39 + 7);
-    drop(poller);
 }
 
 /// Waits until pg_stat_database shows at least `n` rows written since the preview began

@@ -17,6 +17,10 @@
 //!
 //! Set `BARKEEP_KEEP_SANDBOX=1` to keep the directory (still stopped) for a post-mortem.
 
+mod poller;
+
+pub use poller::Poller;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};
@@ -248,6 +252,11 @@ impl Sandbox {
     pub fn archive_command(&self) -> String {
         let incoming = self.barman_home().join(SERVER).join("incoming");
         format!("test ! -f {0}/%f && cp %p {0}/%f", incoming.display())
+    }
+
+    /// A client polling this PostgreSQL every 50 ms (see [`Poller`]).
+    pub fn poller(&self) -> Poller {
+        Poller::start(self.pg_bin.join("psql"), self.socket_dir(), self.pg_port)
     }
 
     /// Runs SQL with psql over the socket in the database `app` (`-XAtq -v ON_ERROR_STOP=1`);
