@@ -138,17 +138,15 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
         }
     };
     let catalog = Resource::new(|| (), |_| overview());
-    // Preview is the default when it can run here; in place otherwise.
+    // Preview is the default when it can run here, in place otherwise, until the person chooses.
     let preflight = Resource::new(|| (), |_| restore_preflight());
-    let preview = RwSignal::new(true);
+    let chosen: RwSignal<Option<bool>> = RwSignal::new(None);
     let hold_writes = RwSignal::new(false);
-    Effect::new(move |_| {
-        if let Some(Ok(p)) = preflight.get() {
-            if !p.passes {
-                preview.set(false);
-            }
-        }
-    });
+    let preview = move || {
+        chosen
+            .get_untracked()
+            .unwrap_or_else(|| matches!(preflight.get_untracked(), Some(Ok(p)) if p.passes))
+    };
     let accepted = last.as_ref().is_some_and(|l| {
         l.outcome
             .as_deref()
@@ -199,15 +197,21 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
             <p class="muted" id="target-utc">{read_as}</p>
         </div>
         {transactions_panel(target)}
-        {mode_choice(preview, hold_writes, preflight)}
+        <Transition fallback=|| view! { <p class="muted">"Checking whether a preview can run here…"</p> }>
+            {move || Suspend::new(async move {
+                let p = preflight.await;
+                mode_choice(chosen, hold_writes, p)
+            })}
+        </Transition>
         <button
             id="plan-restore"
             on:click=move |_| {
+                let preview = preview();
                 plan.dispatch(RestorePlan {
                     target: target.get_untracked(),
                     backup_id: None,
-                    preview: preview.get_untracked(),
-                    hold_writes: preview.get_untracked() && hold_writes.get_untracked(),
+                    preview,
+                    hold_writes: preview && hold_writes.get_untracked(),
                 });
             }
             disabled=move || plan.pending().get()
@@ -260,26 +264,28 @@ fn choose(last: Option<RestoreView>) -> impl IntoView {
     }
 }
 
-/// In place or preview, each said in one sentence; preview offered (and chosen) only when its
-/// preflight passes, else the reasons why not.
+/// In place or preview, each said in one sentence; preview offered (and the default) only
+/// when its preflight passes, else the reasons why not. `chosen`: the person's choice, if any.
 fn mode_choice(
-    preview: RwSignal<bool>,
+    chosen: RwSignal<Option<bool>>,
     hold_writes: RwSignal<bool>,
-    preflight: Resource<Result<PreflightView, AppError>>,
+    preflight: Result<PreflightView, AppError>,
 ) -> impl IntoView {
-    let unavailable = move || match preflight.get() {
-        Some(Ok(p)) if !p.passes => Some(p.problems.join("; ")),
-        Some(Err(e)) => Some(e.to_string()),
-        _ => None,
+    let unavailable = match preflight {
+        Ok(p) if p.passes => None,
+        Ok(p) => Some(p.problems.join("; ")),
+        Err(e) => Some(e.to_string()),
     };
+    let can_preview = unavailable.is_none();
+    let preview = move || chosen.get().unwrap_or(can_preview);
     view! {
         <fieldset class="mode" id="restore-mode">
             <legend>"How to restore"</legend>
             <label>
                 <input type="radio" name="restore-mode" id="mode-preview"
-                    prop:checked=move || preview.get()
-                    prop:disabled=move || unavailable().is_some()
-                    on:change=move |_| preview.set(true)/>
+                    prop:checked=preview
+                    disabled=!can_preview
+                    on:change=move |_| chosen.set(Some(true))/>
                 " Preview beside production"
             </label>
             <p class="muted">
@@ -289,21 +295,21 @@ fn mode_choice(
             <label class="indent">
                 <input type="checkbox" id="hold-writes"
                     prop:checked=move || hold_writes.get()
-                    prop:disabled=move || !preview.get()
+                    prop:disabled=move || !preview()
                     on:change=move |ev| hold_writes.set(event_target_checked(&ev))/>
                 " Refuse writes on production while the preview is open (the swap discards them)"
             </label>
             <label>
                 <input type="radio" name="restore-mode" id="mode-in-place"
-                    prop:checked=move || !preview.get()
-                    on:change=move |_| preview.set(false)/>
+                    prop:checked=move || !preview()
+                    on:change=move |_| chosen.set(Some(false))/>
                 " In place"
             </label>
             <p class="muted">
                 "PostgreSQL stops now and stays down until you accept or roll back; no second \
                  server is needed."
             </p>
-            {move || unavailable().map(|why| view! {
+            {unavailable.map(|why| view! {
                 <p class="warn" id="preview-unavailable">{format!("A preview cannot run here: {why}")}</p>
             })}
         </fieldset>
