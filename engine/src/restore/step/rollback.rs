@@ -52,14 +52,7 @@ pub(in crate::restore) async fn run(
         discard(engine, plan, data)?;
         put_back(run, plan)?;
     } else if !is_cluster(data) {
-        return Err(RestoreError::StepFailed {
-            step: Step::Rollback,
-            message: format!(
-                "neither {} nor {} holds a PostgreSQL cluster; nothing was deleted, look at both by hand",
-                data.display(),
-                pre.display()
-            ),
-        });
+        return Err(no_cluster(plan));
     }
     engine.service().release_start_guard().await?;
     if plan.server_was_running {
@@ -102,19 +95,10 @@ async fn roll_back_preview(
         {
             return Err(promoted(timeline));
         }
-        if data.exists() {
-            discard(engine, plan, data)?;
-        }
+        discard(engine, plan, data)?;
         put_back(run, plan)?;
     } else if !is_cluster(data) {
-        return Err(RestoreError::StepFailed {
-            step: Step::Rollback,
-            message: format!(
-                "neither {} nor {} holds a PostgreSQL cluster; nothing was deleted, look at both by hand",
-                data.display(),
-                pre.display()
-            ),
-        });
+        return Err(no_cluster(plan));
     }
     engine.service().release_start_guard().await?;
     if let Postmaster::Stopped = engine.service().postmaster() {
@@ -128,6 +112,18 @@ async fn roll_back_preview(
     }
     engine.release_kept(run).await?;
     Ok(Some(reason.to_owned()))
+}
+
+/// Neither directory holds the original: nothing is deleted, a person must look.
+fn no_cluster(plan: &Plan) -> RestoreError {
+    RestoreError::StepFailed {
+        step: Step::Rollback,
+        message: format!(
+            "neither {} nor {} holds a PostgreSQL cluster; nothing was deleted, look at both by hand",
+            plan.data_dir.display(),
+            plan.pre_restore_dir.display()
+        ),
+    }
 }
 
 /// The pre-restore data directory renamed back into the data directory's place.
