@@ -59,14 +59,23 @@ fn with_browser_zone(_local: &str) -> Option<String> {
 pub fn RestorePage() -> impl IntoView {
     let first = Resource::new(|| (), |_| restore_status());
     let live: RwSignal<Option<Result<Option<RestoreView>, AppError>>> = RwSignal::new(None);
+    // Production's writes during a preview change with every look (barkeep's own checks commit
+    // too): a signal of their own, so that the page around them (a typed query, its result) is
+    // not drawn again each second.
+    let writes: RwSignal<Option<ProductionWritesView>> = RwSignal::new(None);
     #[cfg(feature = "hydrate")]
     {
         if let Ok(handle) = set_interval_with_handle(
             move || {
                 leptos::task::spawn_local(async move {
-                    let now = restore_status().await;
+                    let (now, now_writes) = without_writes(restore_status().await);
+                    if writes.get_untracked() != now_writes {
+                        writes.set(now_writes);
+                    }
                     // Compared with what is drawn: the live answer, else the first one.
-                    let drawn = live.get_untracked().or_else(|| first.get_untracked());
+                    let drawn = live
+                        .get_untracked()
+                        .or_else(|| first.get_untracked().map(|f| without_writes(f).0));
                     if drawn.as_ref() != Some(&now) {
                         live.set(Some(now));
                     }
@@ -86,7 +95,7 @@ pub fn RestorePage() -> impl IntoView {
                         let first = first.await;
                         live.get().unwrap_or(first).map(|s| match s {
                             Some(r) if r.state == "running" => running(r).into_any(),
-                            Some(r) if r.state == "paused" => paused(r).into_any(),
+                            Some(r) if r.state == "paused" => paused(r, writes).into_any(),
                             last => choose(last).into_any(),
                         })
                     })}
@@ -94,6 +103,21 @@ pub fn RestorePage() -> impl IntoView {
             </Transition>
         </section>
     }
+}
+
+/// A status answer without production's writes, and those writes.
+#[cfg(feature = "hydrate")]
+fn without_writes(
+    mut answer: Result<Option<RestoreView>, AppError>,
+) -> (
+    Result<Option<RestoreView>, AppError>,
+    Option<ProductionWritesView>,
+) {
+    let writes = match &mut answer {
+        Ok(Some(r)) => r.production_writes.take(),
+        _ => None,
+    };
+    (answer, writes)
 }
 
 /// No restore open: the target, the plan, the confirmation.
@@ -595,7 +619,7 @@ fn running(r: RestoreView) -> impl IntoView {
     }
 }
 
-fn paused(r: RestoreView) -> impl IntoView {
+fn paused(r: RestoreView, writes: RwSignal<Option<ProductionWritesView>>) -> impl IntoView {
     let sql = RwSignal::new(String::from("SELECT count(*) FROM "));
     let query = ServerAction::<RestoreQuery>::new();
     let accept = ServerAction::<RestoreAccept>::new();
@@ -624,7 +648,11 @@ fn paused(r: RestoreView) -> impl IntoView {
                 r.target_transaction.clone().unwrap_or_else(|| format!("at {}", utc(r.target)))
             )}
         </p>
-        {preview.then(|| production_writes_view(r.production_writes.clone()))}
+        {preview.then(|| {
+            // The first answer (drawn by the server) until the page's own looks arrive.
+            let first = r.production_writes.clone();
+            move || production_writes_view(writes.get().or_else(|| first.clone()))
+        })}
         <p id="replay-state" class="muted">
             {match &r.replay {
                 Some(p) => format!(

@@ -419,7 +419,8 @@ impl Engine {
     }
 }
 
-/// A restore id as barkeep makes them: `r` and a UTC timestamp (`r20261127T213225123Z`).
+/// A restore id as barkeep makes them: `r` and a UTC timestamp (`r20261127T213225123456Z`;
+/// before issue 13 with milliseconds, `r20261127T213225123Z`).
 fn is_restore_id(s: &str) -> bool {
     s.len() <= 32
         && s.starts_with('r')

@@ -40,7 +40,9 @@ impl Engine {
         let target = target.into();
         let config = self.config();
         let now = Utc::now();
-        let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%3fZ"));
+        // Microseconds: two barkeeps on one machine (the tests run several sandboxes at once, in
+        // step) must never share an id, which marks the processes a resume may kill.
+        let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%6fZ"));
         let catalog = self.catalog()?;
         // A backup id the person named must exist before anything else is said about it, and
         // before anything (pg_waldump, barman) is run.
