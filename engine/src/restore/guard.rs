@@ -29,8 +29,13 @@ impl Engine {
     /// Where the restored copy is: the side instance of a preview until its swap begins, else
     /// in the data directory's place.
     pub(crate) fn restored_instance(&self, plan: &Plan, run: &Run) -> Instance {
+        self.restored_copy_of(plan, run.swap_begun())
+    }
+
+    /// The restored copy of `plan`, before (`swapped` false) or after a preview's swap began.
+    pub(crate) fn restored_copy_of(&self, plan: &Plan, swapped: bool) -> Instance {
         match plan.mode.preview() {
-            Some(p) if !run.swap_begun() => self.side(p),
+            Some(p) if !swapped => self.side(p),
             _ => self.production(),
         }
     }

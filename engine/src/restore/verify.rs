@@ -114,33 +114,28 @@ impl Engine {
     /// What the paused copy of the open restore says about itself (a preview's side instance,
     /// or the server in the data directory); `None` unless a restore is paused.
     pub async fn paused_copy_status(&self) -> Result<Option<probe::ServerStatus>, RestoreError> {
-        let Some(status) = self.status()? else {
-            return Ok(None);
-        };
-        if status.state != Phase::Paused {
-            return Ok(None);
+        match self.paused_copy() {
+            Ok(copy) => Ok(Some(probe::status(&copy.pg).await?)),
+            Err(RestoreError::NoRestore | RestoreError::NotPaused(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-        let copy = match status.plan.mode.preview() {
-            Some(p) => self.side(p),
-            None => self.production(),
-        };
-        Ok(Some(probe::status(&copy.pg).await?))
     }
 
-    /// The journal says paused AND PostgreSQL confirms it: in recovery, replay paused. Returns
-    /// the paused copy: a preview's side instance, or the server in the data directory.
-    async fn require_paused(&self) -> Result<Instance, RestoreError> {
+    /// The copy the journal says is paused (a paused preview's swap has not begun).
+    fn paused_copy(&self) -> Result<Instance, RestoreError> {
         let entries =
             super::journal::read(&self.state_dir().journal())?.ok_or(RestoreError::NoRestore)?;
         let status = RestoreStatus::from_entries(&entries).ok_or(RestoreError::NoRestore)?;
         if status.state != Phase::Paused {
             return Err(RestoreError::NotPaused(status.state.name().to_owned()));
         }
-        // Paused: a preview's swap has not begun.
-        let copy = match status.plan.mode.preview() {
-            Some(p) => self.side(p),
-            None => self.production(),
-        };
+        Ok(self.restored_copy_of(&status.plan, false))
+    }
+
+    /// The journal says paused AND PostgreSQL confirms it: in recovery, replay paused. Returns
+    /// the paused copy: a preview's side instance, or the server in the data directory.
+    async fn require_paused(&self) -> Result<Instance, RestoreError> {
+        let copy = self.paused_copy()?;
         let s = probe::status(&copy.pg).await?;
         if !s.in_recovery {
             return Err(RestoreError::NotPaused(
