@@ -51,6 +51,103 @@ pub struct Config {
     /// The preview restore's side instance (`restore::mode`).
     #[serde(default)]
     pub preview: PreviewConfig,
+    /// Off-site copies of the backups and the WAL in S3-compatible storage (docs/offsite.md).
+    /// Absent: off, and nothing of the local setup changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<OffsiteConfig>,
+}
+
+/// Where the off-site copy goes and how barkeep reaches it with Barman's cloud tools.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OffsiteConfig {
+    /// The S3 endpoint: `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:3900` (Garage).
+    pub endpoint_url: String,
+    /// The bucket and the prefix the copies go under: `s3://bucket/prefix`.
+    pub bucket_url: String,
+    /// The region requests are signed for (Garage's default is `garage`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// An AWS shared-credentials file (`[default]`, `aws_access_key_id`,
+    /// `aws_secret_access_key`), outside the repository and the Nix store, readable by
+    /// barkeep's user only.
+    pub credentials_file: PathBuf,
+    /// Where barman-cloud-wal-archive and the other cloud tools are. Default: barman's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_bin_dir: Option<PathBuf>,
+    /// A Python that imports barman and boto3 (barkeep lists the bucket with it). Default:
+    /// `python` in the cloud tools' directory (Barman's virtualenv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<PathBuf>,
+    /// Seconds between two replication runs (one also runs after each backup barkeep takes).
+    #[serde(default = "default_offsite_interval")]
+    pub interval_secs: u64,
+    /// Seconds before one cloud tool is stopped (a big backup takes long on a slow link).
+    #[serde(default = "default_barman_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl OffsiteConfig {
+    /// The directory of the cloud tools: `cloud_bin_dir`, else barman's.
+    pub fn cloud_bin_dir(&self, barman: &BarmanConfig) -> PathBuf {
+        self.cloud_bin_dir.clone().unwrap_or_else(|| {
+            barman
+                .bin
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        })
+    }
+
+    /// The Python barkeep lists the bucket with.
+    pub fn python(&self, barman: &BarmanConfig) -> PathBuf {
+        self.python
+            .clone()
+            .unwrap_or_else(|| self.cloud_bin_dir(barman).join("python"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let url = &self.endpoint_url;
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.len() < "http://x".len()
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "offsite.endpoint_url must be an http:// or https:// URL, got {url:?}"
+            ));
+        }
+        if !crate::validate::is_bucket_url(&self.bucket_url) {
+            return Err(format!(
+                "offsite.bucket_url must be s3://bucket or s3://bucket/prefix (letters, digits, \
+                 . - _ and / in the prefix), got {:?}",
+                self.bucket_url
+            ));
+        }
+        if !crate::validate::is_plain_name(&self.region) {
+            return Err(format!(
+                "offsite.region must be a plain name like eu-west-1 or garage, got {:?}",
+                self.region
+            ));
+        }
+        for (name, p) in [
+            ("offsite.credentials_file", Some(&self.credentials_file)),
+            ("offsite.cloud_bin_dir", self.cloud_bin_dir.as_ref()),
+            ("offsite.python", self.python.as_ref()),
+        ] {
+            if let Some(p) = p {
+                if !p.is_absolute() {
+                    return Err(format!(
+                        "{name} must be an absolute path, got {}",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        if self.interval_secs == 0 {
+            return Err("offsite.interval_secs must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// How a preview restore runs its side instance: beside production, as the same OS user, on a
@@ -135,6 +232,12 @@ fn default_verify_user() -> String {
 fn default_barman_timeout() -> u64 {
     3600
 }
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_offsite_interval() -> u64 {
+    60
+}
 fn default_systemctl() -> PathBuf {
     PathBuf::from("systemctl")
 }
@@ -198,6 +301,9 @@ impl Config {
                 self.preview.shared_buffers
             ));
         }
+        if let Some(o) = &self.offsite {
+            o.validate()?;
+        }
         Ok(())
     }
 
@@ -257,6 +363,7 @@ impl Config {
                 },
             },
             preview: PreviewConfig::default(),
+            offsite: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod checks;
 pub mod config;
 mod engine;
+pub mod offsite;
 pub mod overview;
 pub mod probe;
 pub mod process;

@@ -84,6 +84,10 @@ pub struct Program {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+    /// Variables of barkeep's own environment the child must not see.
+    pub env_removed: Vec<String>,
+    /// Arguments shown in logs and messages as something shorter (by index).
+    pub shown_as: Vec<(usize, String)>,
     pub timeout: Duration,
 }
 
@@ -93,6 +97,8 @@ impl Program {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            env_removed: Vec::new(),
+            shown_as: Vec::new(),
             timeout,
         }
     }
@@ -116,11 +122,29 @@ impl Program {
         self
     }
 
+    /// An argument shown as `shown` in logs and messages (a whole script given to `-c`).
+    pub fn arg_shown_as(mut self, a: impl Into<OsString>, shown: &str) -> Self {
+        self.shown_as.push((self.args.len(), shown.to_owned()));
+        self.args.push(a.into());
+        self
+    }
+
+    /// Keeps `k` of barkeep's own environment from the child.
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.env_removed.push(k.to_owned());
+        self
+    }
+
     /// `program arg arg ...` for logs and messages.
     pub fn display(&self) -> String {
-        std::iter::once(self.program.as_os_str())
-            .chain(self.args.iter().map(OsString::as_os_str))
-            .map(|a| a.to_string_lossy().into_owned())
+        let args = self.args.iter().enumerate().map(|(i, a)| {
+            match self.shown_as.iter().find(|(at, _)| *at == i) {
+                Some((_, shown)) => shown.clone(),
+                None => a.to_string_lossy().into_owned(),
+            }
+        });
+        std::iter::once(self.program.to_string_lossy().into_owned())
+            .chain(args)
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -154,6 +178,9 @@ impl Program {
             // terminal does not reach the children half-way.
             .process_group(0)
             .kill_on_drop(true);
+        for k in &self.env_removed {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -17,6 +17,9 @@
 //!                                (no initdb of the emptied data directory, no Restart= loop)
 //!   relation-names.json          the table names barkeep has seen, by relation file, so that a
 //!                                dropped table is still named in the list of transactions
+//!   offsite.json                 what the last off-site replication run found and did
+//!   offsite.lock                 flock held by the one replication run (`offsite`)
+//!   offsite-tmp/                 WAL segments decompressed for barman-cloud-wal-archive (0700)
 //!   audit.log                    who signed in and did what, one JSON line each
 //!   users                        the users file when `users_file` is not set (`barkeep user add`)
 //!   initdb-guard                 written (not by barkeep) by the NixOS module once barkeep
@@ -51,6 +54,21 @@ impl StateDir {
     /// The names of relations barkeep has seen, by file (`transactions::names`).
     pub fn relation_names(&self) -> PathBuf {
         self.root.join("relation-names.json")
+    }
+
+    /// What the last off-site replication run found and did (JSON).
+    pub fn offsite_status(&self) -> PathBuf {
+        self.root.join("offsite.json")
+    }
+
+    /// Held (an exclusive flock) by the one off-site replication run.
+    pub fn offsite_lock(&self) -> PathBuf {
+        self.root.join("offsite.lock")
+    }
+
+    /// Segments decompressed for the cloud tools, removed after each copy.
+    pub fn offsite_tmp(&self) -> PathBuf {
+        self.root.join("offsite-tmp")
     }
 
     /// The host-wide restore lock (an exclusive flock).

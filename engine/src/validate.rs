@@ -10,6 +10,36 @@ pub fn is_plain_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// `s3://bucket` or `s3://bucket/prefix`: a bucket name as S3 allows it (3 to 63 lowercase
+/// letters, digits, `.` and `-`), a prefix of letters, digits, `.`, `-`, `_` and single `/`.
+pub fn is_bucket_url(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("s3://") else {
+        return false;
+    };
+    let (bucket, prefix) = match rest.split_once('/') {
+        Some((b, p)) => (b, Some(p)),
+        None => (rest, None),
+    };
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !bucket.starts_with(['.', '-'])
+        && !bucket.ends_with(['.', '-']);
+    let prefix_ok = prefix.is_none_or(|prefix| {
+        prefix.len() <= 512
+            && prefix.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+            })
+    });
+    bucket_ok && prefix_ok
+}
+
 /// An absolute path that a shell would read as it is: what pg_ctl may put in its shell line.
 pub fn is_plain_path(p: &std::path::Path) -> bool {
     let Some(s) = p.to_str() else { return false };
@@ -117,5 +147,30 @@ mod tests {
         assert!(!is_unit_name("postgresql"));
         assert!(!is_unit_name("--now.service"));
         assert!(!is_unit_name("a b.service"));
+    }
+
+    #[test]
+    fn bucket_urls() {
+        for ok in [
+            "s3://barkeep",
+            "s3://barkeep/sandbox",
+            "s3://my.bucket-1/a/b_c/d.e",
+        ] {
+            assert!(super::is_bucket_url(ok), "{ok}");
+        }
+        for bad in [
+            "barkeep",
+            "s3://",
+            "s3://ab",
+            "s3://Barkeep",
+            "s3://bucket/",
+            "s3://bucket//x",
+            "s3://bucket/../x",
+            "s3://bucket/a b",
+            "s3://-bucket",
+            "https://bucket",
+        ] {
+            assert!(!super::is_bucket_url(bad), "{bad}");
+        }
     }
 }

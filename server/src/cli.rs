@@ -133,6 +133,31 @@ fn time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     Ok(s.parse::<TargetTime>()?.utc())
 }
 
+/// `barkeep offsite ...`: the off-site copy (docs/offsite.md).
+#[derive(Subcommand)]
+pub enum OffsiteCommand {
+    /// Copy to the bucket what the local catalog has and the bucket lacks, now; print the
+    /// outcome (also kept for the dashboard).
+    Replicate,
+    /// What the last replication run found and did.
+    Status,
+    /// What the bucket holds now: its backups and WAL files.
+    List,
+}
+
+pub async fn run_offsite(engine: Engine, command: OffsiteCommand) -> anyhow::Result<()> {
+    match command {
+        OffsiteCommand::Replicate => print(&engine.offsite_replicate().await?),
+        OffsiteCommand::Status => match engine.offsite_status() {
+            Some(s) => print(&s),
+            None => {
+                anyhow::bail!("no off-site replication has run yet (barkeep offsite replicate)")
+            }
+        },
+        OffsiteCommand::List => print(&engine.offsite_listing().await?),
+    }
+}
+
 fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

@@ -75,3 +75,27 @@ pub async fn metrics(Extension(engine): Extension<engine::Engine>) -> impl IntoR
         crate::metrics::render(&view, chrono::Utc::now()),
     )
 }
+
+/// Replicates to the off-site bucket every `offsite.interval_secs` (a new backup reaches the
+/// bucket within one interval), when `[offsite]` is configured. A failed run is recorded with
+/// its reason for the dashboard and tried again at the next interval; local archiving never
+/// waits on it.
+pub async fn replicate_in_background(engine: engine::Engine) {
+    let Some(every) = engine
+        .config()
+        .offsite
+        .as_ref()
+        .map(|o| Duration::from_secs(o.interval_secs))
+    else {
+        return;
+    };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    loop {
+        match engine.offsite_replicate().await {
+            Ok(s) if s.in_sync() => tracing::debug!("off-site copy in sync"),
+            Ok(s) => tracing::info!(lag = ?s.lag, "off-site copy behind"),
+            Err(e) => tracing::warn!(error = %e, "off-site replication failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -41,6 +41,9 @@ enum Command {
     /// Point-in-time restore from the command line.
     #[command(subcommand)]
     Restore(cli::RestoreCommand),
+    /// Off-site copies of the backups and the WAL (the `[offsite]` section).
+    #[command(subcommand)]
+    Offsite(cli::OffsiteCommand),
     /// The people who may sign in to the web app.
     #[command(subcommand)]
     User(UserCommand),
@@ -155,6 +158,10 @@ fn main() -> anyhow::Result<()> {
         Command::Restore(command) => {
             let engine = engine::Engine::new(Arc::new(engine::Config::load(&cli.config)?))?;
             runtime()?.block_on(cli::run(engine, command))
+        }
+        Command::Offsite(command) => {
+            let engine = engine::Engine::new(Arc::new(engine::Config::load(&cli.config)?))?;
+            runtime()?.block_on(cli::run_offsite(engine, command))
         }
     }
 }

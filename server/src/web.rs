@@ -127,6 +127,7 @@ pub async fn serve(engine: engine::Engine) -> anyhow::Result<()> {
         feed.clone(),
         live::CHECK_INTERVAL,
     ));
+    tokio::spawn(live::replicate_in_background(engine.clone()));
     let context = ServerContext {
         engine: engine.clone(),
         feed: feed.clone(),

@@ -44,9 +44,18 @@ pub struct SandboxOptions {
     /// [`Sandbox::http_url`]. Needs the release binary (`cargo leptos build --release`:
     /// `$CARGO_TARGET_DIR/release/barkeep`, or `BARKEEP_BIN`) and the site in `<repo>/target/site`.
     pub barkeep: bool,
+    /// Also run Garage on 127.0.0.1 as the off-site store (`up --offsite`), with barkeep.toml's
+    /// `[offsite]` pointing at its bucket. Needs `scripts/sandbox install --offsite` (root).
+    pub offsite: bool,
 }
 
 impl SandboxOptions {
+    /// Garage as the off-site store too (see [`SandboxOptions::offsite`]).
+    pub fn with_offsite(mut self) -> Self {
+        self.offsite = true;
+        self
+    }
+
     pub fn pg_timezone(mut self, tz: impl Into<String>) -> Self {
         self.pg_timezone = Some(tz.into());
         self
@@ -124,6 +133,20 @@ impl Sandbox {
                 .arg(&dir)
                 .arg("--pg-port")
                 .arg(port.to_string());
+            if opts.offsite {
+                let mut taken = vec![port];
+                taken.extend(http_port);
+                let s3 = free_port_except(&taken)
+                    .map_err(|e| SandboxError(format!("cannot find a free TCP port: {e}")))?;
+                taken.push(s3);
+                let rpc = free_port_except(&taken)
+                    .map_err(|e| SandboxError(format!("cannot find a free TCP port: {e}")))?;
+                cmd.arg("--offsite")
+                    .arg("--s3-port")
+                    .arg(s3.to_string())
+                    .arg("--garage-rpc-port")
+                    .arg(rpc.to_string());
+            }
             match http_port {
                 Some(h) => cmd.arg("--http-port").arg(h.to_string()),
                 None => cmd.arg("--no-barkeep"),
@@ -343,6 +366,31 @@ impl Sandbox {
             .filter(|l| !l.trim().is_empty())
             .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// The off-site store goes down (Garage stopped), as in an outage of the bucket.
+    pub fn garage_stop(&self) {
+        self.script_ok("garage-stop");
+    }
+
+    /// The off-site store comes back.
+    pub fn garage_start(&self) {
+        self.script_ok("garage-start");
+    }
+
+    fn script_ok(&self, subcommand: &str) {
+        let out = self.script(subcommand, &[]);
+        assert!(
+            out.status.success(),
+            "scripts/sandbox {subcommand} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The off-site store's credentials file (`up --offsite`).
+    pub fn offsite_credentials(&self) -> PathBuf {
+        self.dir.join("offsite-credentials")
     }
 
     /// Runs `scripts/sandbox SUBCOMMAND --dir D EXTRA...` (`status`, `down`, `up`, ...).

@@ -1,0 +1,221 @@
+//! Barman's cloud tools as barkeep runs them: argv only, the endpoint and the bucket from
+//! barkeep.toml, the credentials from their file and from nowhere else (the AWS variables of
+//! barkeep's own environment are removed, `AWS_CONFIG_FILE` points nowhere, no instance
+//! metadata lookups), TZ=UTC, each in a process group of its own with a time-out.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::OffsiteError;
+use crate::config::{Config, OffsiteConfig};
+use crate::process::{CommandOutput, Program};
+
+/// The listing helper (`python -c`): Barman 3.3's own listing stops at 1,000 keys.
+const LIST_BUCKET: &str = include_str!("list_bucket.py");
+
+/// What the bucket holds, as [`Tools::list`] read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub wals: Vec<RemoteWal>,
+    pub backups: Vec<RemoteBackup>,
+}
+
+/// A WAL file in the bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteWal {
+    /// The WAL file's name (without the compression suffix of its key).
+    pub name: String,
+    pub key: String,
+    pub size: u64,
+    /// When the store received it (seconds since the epoch).
+    pub modified: f64,
+}
+
+/// A backup in the bucket, as barman-cloud-backup-list reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteBackup {
+    pub id: String,
+    pub status: String,
+    pub begin_wal: Option<String>,
+    pub end_wal: Option<String>,
+    /// Seconds since the epoch.
+    pub end_time: Option<f64>,
+}
+
+/// The AWS settings of barkeep's own environment that would override the configured ones.
+const INHERITED: [&str; 6] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+];
+
+pub(super) struct Tools {
+    bin_dir: PathBuf,
+    python: PathBuf,
+    offsite: OffsiteConfig,
+    server: String,
+    timeout: Duration,
+}
+
+impl Tools {
+    /// The tools for `offsite`, once its credentials file is proven usable: a regular file that
+    /// neither its group nor others can read.
+    pub(super) fn new(config: &Config, offsite: &OffsiteConfig) -> Result<Self, OffsiteError> {
+        let path = &offsite.credentials_file;
+        let problem = |p: String| OffsiteError::Credentials {
+            path: path.clone(),
+            problem: p,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| problem(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(problem("not a regular file".into()));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(problem(format!(
+                "others can read it (mode {:o}, owner uid {}): chmod 600 it",
+                meta.permissions().mode() & 0o777,
+                meta.uid()
+            )));
+        }
+        Ok(Self {
+            bin_dir: offsite.cloud_bin_dir(&config.barman),
+            python: offsite.python(&config.barman),
+            offsite: offsite.clone(),
+            server: config.barman.server.clone(),
+            timeout: Duration::from_secs(offsite.timeout_secs.max(1)),
+        })
+    }
+
+    /// `program` with the environment and the options every cloud tool takes.
+    fn program(&self, program: impl Into<PathBuf>) -> Program {
+        let mut p = Program::new(program, self.timeout)
+            .env("TZ", "UTC")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                &self.offsite.credentials_file.to_string_lossy(),
+            )
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_DEFAULT_REGION", &self.offsite.region)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for v in INHERITED {
+            p = p.env_remove(v);
+        }
+        p
+    }
+
+    fn tool(&self, name: &str) -> Program {
+        self.program(self.bin_dir.join(name))
+            .args(["--cloud-provider", "aws-s3", "--endpoint-url"])
+            .arg(&self.offsite.endpoint_url)
+    }
+
+    /// What the bucket holds: its WAL files and its backups (one Python run).
+    pub(super) async fn list(&self) -> Result<Bucket, OffsiteError> {
+        let out = self
+            .program(&self.python)
+            .arg("-c")
+            .arg_shown_as(LIST_BUCKET, "<barkeep's listing of the bucket>")
+            .args(["--cloud-provider", "aws-s3", "--endpoint-url"])
+            .arg(&self.offsite.endpoint_url)
+            .arg(&self.offsite.bucket_url)
+            .arg(&self.server)
+            .run()
+            .await?;
+        match out.code {
+            Some(0) => serde_json::from_str(out.stdout.trim()).map_err(|e| OffsiteError::Tool {
+                command: "listing the bucket".into(),
+                message: format!("unexpected output ({e}): {}", tail(&out.stdout)),
+            }),
+            Some(2) => Err(OffsiteError::Unreachable {
+                endpoint: self.offsite.endpoint_url.clone(),
+                detail: last_error(&out),
+            }),
+            Some(5) => Err(OffsiteError::NoBucket {
+                bucket_url: self.offsite.bucket_url.clone(),
+                endpoint: self.offsite.endpoint_url.clone(),
+            }),
+            Some(6) => Err(OffsiteError::Credentials {
+                path: self.offsite.credentials_file.clone(),
+                problem: last_error(&out),
+            }),
+            _ => Err(failed("listing the bucket", &out)),
+        }
+    }
+
+    /// Copies one WAL file, as PostgreSQL wrote it and named it, gzip-compressed on the way.
+    pub(super) async fn archive_wal(&self, raw: &Path) -> Result<(), OffsiteError> {
+        let out = self
+            .tool("barman-cloud-wal-archive")
+            .arg("--gzip")
+            .arg(&self.offsite.bucket_url)
+            .arg(&self.server)
+            .arg(raw)
+            .run()
+            .await?;
+        self.check("barman-cloud-wal-archive", &out)
+    }
+
+    /// Copies one DONE backup of the local catalog through barman-cloud-backup's hook
+    /// interface, the only way it copies a Barman backup.
+    pub(super) async fn backup(&self, dir: &Path, id: &str) -> Result<(), OffsiteError> {
+        let out = self
+            .tool("barman-cloud-backup")
+            .env("BARMAN_HOOK", "backup_script")
+            .env("BARMAN_PHASE", "post")
+            .env("BARMAN_BACKUP_DIR", &dir.to_string_lossy())
+            .env("BARMAN_BACKUP_ID", id)
+            .env("BARMAN_STATUS", "DONE")
+            .arg("--gzip")
+            .arg(&self.offsite.bucket_url)
+            .arg(&self.server)
+            .run()
+            .await?;
+        self.check(&format!("barman-cloud-backup of backup {id}"), &out)
+    }
+
+    fn check(&self, what: &str, out: &CommandOutput) -> Result<(), OffsiteError> {
+        match out.code {
+            Some(0) => Ok(()),
+            Some(2) => Err(OffsiteError::Unreachable {
+                endpoint: self.offsite.endpoint_url.clone(),
+                detail: last_error(out),
+            }),
+            _ => Err(failed(what, out)),
+        }
+    }
+}
+
+fn failed(what: &str, out: &CommandOutput) -> OffsiteError {
+    OffsiteError::Tool {
+        command: what.to_owned(),
+        message: format!(
+            "exit {} : {}",
+            out.code.map_or("by a signal".into(), |c| c.to_string()),
+            last_error(out)
+        ),
+    }
+}
+
+/// The tool's own words: its ERROR lines, or the last lines it printed.
+fn last_error(out: &CommandOutput) -> String {
+    let errors: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("Error") || l.contains("error"))
+        .collect();
+    if errors.is_empty() {
+        tail(&format!("{}\n{}", out.stdout, out.stderr))
+    } else {
+        errors.join("; ")
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join("; ")
+}

@@ -1,0 +1,194 @@
+//! Off-site copies (issue 15) against the real PostgreSQL 14 + Barman 3.3.0 and a real Garage on
+//! 127.0.0.1 (`scripts/sandbox up --offsite`): what the replication run copies, what an outage
+//! of the bucket does to the local archive (nothing) and to the lag (it grows, then drains), and
+//! the error each bad configuration gives.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use barkeep_engine::catalog::BackupStatus;
+use barkeep_engine::offsite::OffsiteError;
+use barkeep_engine::{Config, Engine};
+use barkeep_testkit::{Sandbox, SandboxOptions};
+use common::*;
+
+/// A few WAL switches with a commit in each, archived by Barman.
+fn write_and_archive(sb: &Sandbox, n: usize) {
+    for i in 0..n {
+        sb.psql(&format!("INSERT INTO offsite_t VALUES ({i})"));
+        sb.barman_ok(&["switch-wal", "--force", "--archive", "pg"]);
+    }
+}
+
+fn local_done_backups(engine: &Engine) -> BTreeSet<String> {
+    engine
+        .catalog()
+        .expect("catalog")
+        .backups
+        .into_iter()
+        .filter(|b| b.status == BackupStatus::Done)
+        .map(|b| b.id)
+        .collect()
+}
+
+#[test]
+fn the_bucket_gets_every_backup_and_wal_file_of_the_catalog_and_the_lag_reaches_zero() {
+    let (sb, engine) = stack(SandboxOptions::default().with_offsite());
+    let rt = runtime();
+    sb.psql("CREATE TABLE offsite_t (i int)");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    write_and_archive(&sb, 3);
+
+    let status = rt
+        .block_on(engine.offsite_replicate())
+        .expect("a replication run");
+    assert!(status.in_sync(), "{status:#?}");
+    let lag = status.lag.as_ref().expect("a lag");
+    assert_eq!(lag.seconds, 0);
+    assert_eq!(lag.newest_offsite_wal, lag.newest_local_wal);
+    assert_eq!(
+        engine.offsite_status().as_ref(),
+        Some(&status),
+        "kept on disk"
+    );
+
+    // What the bucket holds, listed again, is the local catalog.
+    let bucket = rt.block_on(engine.offsite_listing()).expect("listing");
+    let remote: BTreeSet<String> = bucket.wals.iter().map(|w| w.name.clone()).collect();
+    let local: BTreeSet<String> = sb.archived_wal().into_iter().collect();
+    assert_eq!(remote, local, "every archived WAL file, and nothing else");
+    assert_eq!(status.copied_wals, local.len());
+    let remote_backups: BTreeSet<String> = bucket
+        .backups
+        .iter()
+        .filter(|b| b.status == "DONE")
+        .map(|b| b.id.clone())
+        .collect();
+    assert_eq!(remote_backups, local_done_backups(&engine));
+    assert_eq!(status.copied_backups.len(), remote_backups.len());
+
+    // A second run has nothing to do.
+    let again = rt.block_on(engine.offsite_replicate()).expect("again");
+    assert!(again.in_sync());
+    assert_eq!((again.copied_wals, again.copied_backups.len()), (0, 0));
+}
+
+#[test]
+fn an_outage_of_the_bucket_never_stops_local_archiving_and_its_lag_drains_after() {
+    let (sb, engine) = stack(SandboxOptions::default().with_offsite());
+    let rt = runtime();
+    sb.psql("CREATE TABLE offsite_t (i int)");
+    write_and_archive(&sb, 1);
+    assert!(rt
+        .block_on(engine.offsite_replicate())
+        .expect("in sync first")
+        .in_sync());
+
+    sb.garage_stop();
+    let before = sb.archived_wal().len();
+    write_and_archive(&sb, 3);
+    assert!(
+        sb.archived_wal().len() >= before + 3,
+        "Barman archives on while the bucket is down"
+    );
+    let err = rt
+        .block_on(engine.offsite_replicate())
+        .expect_err("the bucket is down");
+    assert!(
+        matches!(err, OffsiteError::Unreachable { .. }),
+        "{err:?}: {err}"
+    );
+    let status = engine.offsite_status().expect("a failed run is recorded");
+    let error = status.error.clone().expect("with its error");
+    assert!(error.contains("cannot reach"), "{error}");
+    let lag = status.lag.expect("the lag grows while the bucket is down");
+    assert!(lag.missing_segments >= 3, "{lag:?}");
+    assert!(lag.seconds > 0, "{lag:?}");
+
+    sb.garage_start();
+    let status = rt
+        .block_on(engine.offsite_replicate())
+        .expect("the bucket is back");
+    assert!(status.in_sync(), "{status:#?}");
+    assert!(status.copied_wals >= 3);
+    let remote: BTreeSet<String> = rt
+        .block_on(engine.offsite_listing())
+        .expect("listing")
+        .wals
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    let local: BTreeSet<String> = sb.archived_wal().into_iter().collect();
+    assert_eq!(remote, local, "no hole left in the bucket");
+}
+
+#[test]
+fn bad_configurations_say_what_is_wrong_and_lose_nothing_locally() {
+    let (sb, _engine) = stack(SandboxOptions::default().with_offsite());
+    let rt = runtime();
+    let good = Config::load(&sb.config_path()).expect("config");
+    let with = |change: &dyn Fn(&mut barkeep_engine::config::OffsiteConfig)| {
+        let mut c = good.clone();
+        change(c.offsite.as_mut().expect("an [offsite] section"));
+        Engine::new(Arc::new(c)).expect("engine")
+    };
+    let archived = sb.archived_wal();
+
+    // Wrong credentials: the store refuses them.
+    let wrong = sb.dir().join("wrong-credentials");
+    std::fs::write(
+        &wrong,
+        "[default]\naws_access_key_id = GK000000000000000000000000\n\
+         aws_secret_access_key = 0000000000000000000000000000000000000000000000000000000000000000\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let err = rt
+        .block_on(with(&|o| o.credentials_file = wrong.clone()).offsite_replicate())
+        .expect_err("refused");
+    assert!(
+        matches!(err, OffsiteError::Credentials { .. }),
+        "{err:?}: {err}"
+    );
+
+    // A credentials file others can read is refused before it is used.
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let err = rt
+        .block_on(with(&|o| o.credentials_file = wrong.clone()).offsite_replicate())
+        .expect_err("refused");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+
+    // An unknown bucket: named, and not created behind the person's back.
+    let engine = with(&|o| o.bucket_url = "s3://no-such-bucket/x".into());
+    let err = rt
+        .block_on(engine.offsite_replicate())
+        .expect_err("no bucket");
+    assert!(
+        matches!(err, OffsiteError::NoBucket { .. }),
+        "{err:?}: {err}"
+    );
+    assert!(matches!(
+        rt.block_on(engine.offsite_listing()),
+        Err(OffsiteError::NoBucket { .. })
+    ));
+
+    // An endpoint nobody listens on.
+    let err = rt
+        .block_on(with(&|o| o.endpoint_url = "http://127.0.0.1:9".into()).offsite_replicate())
+        .expect_err("unreachable");
+    assert!(
+        matches!(err, OffsiteError::Unreachable { .. }),
+        "{err:?}: {err}"
+    );
+
+    // Nothing of the local side changed, and archiving goes on.
+    sb.psql("CREATE TABLE offsite_t (i int)");
+    write_and_archive(&sb, 1);
+    let now = sb.archived_wal();
+    assert_eq!(&now[..archived.len()], &archived[..]);
+    assert!(now.len() > archived.len());
+}
