@@ -45,35 +45,43 @@ pub(crate) struct HostLock {
 impl HostLock {
     async fn acquire(state_dir: &StateDir) -> Result<Self, RestoreError> {
         let path = state_dir.lock_file();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| RestoreError::Io {
-                what: format!("cannot open the restore lock {}", path.display()),
+        match exclusive_flock(&path).await {
+            Ok(file) => Ok(Self { _file: file }),
+            Err(None) => Err(RestoreError::Busy),
+            Err(Some(source)) => Err(RestoreError::Io {
+                what: format!("cannot lock the restore lock {}", path.display()),
                 source,
-            })?;
-        // A child this process forks (pg_waldump for the dashboard, barman) holds a copy of
-        // the lock's file until it execs, and with it the lock: a lock just released can look
-        // taken for a moment. A real holder (another barkeep working on a restore) holds it for
-        // minutes, so a short wait tells the two apart.
-        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(Self { _file: file }),
-                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(rustix::io::Errno::WOULDBLOCK) => return Err(RestoreError::Busy),
-                Err(e) => {
-                    return Err(RestoreError::Io {
-                        what: format!("cannot lock {}", path.display()),
-                        source: e.into(),
-                    })
-                }
+            }),
+        }
+    }
+}
+
+/// An exclusive flock on `path` (created if missing), held as long as the file is open.
+/// `Err(None)`: another holder has it; `Err(Some(e))`: the file cannot be opened or locked.
+///
+/// A child this process forks (pg_waldump for the dashboard, barman) holds a copy of the lock's
+/// file until it execs, and with it the lock: a lock just released can look taken for a moment.
+/// A real holder (another barkeep working on a restore or a replication) holds it far longer,
+/// so a short wait tells the two apart.
+pub(crate) async fn exclusive_flock(
+    path: &std::path::Path,
+) -> Result<File, Option<std::io::Error>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(Some)?;
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(None),
+            Err(e) => return Err(Some(e.into())),
         }
     }
 }

@@ -56,16 +56,11 @@ fn the_bucket_gets_every_backup_and_wal_file_of_the_catalog_and_the_lag_reaches_
 
     // What the bucket holds, listed again, is the local catalog.
     let bucket = rt.block_on(engine.offsite_listing()).expect("listing");
-    let remote: BTreeSet<String> = bucket.wals.iter().map(|w| w.name.clone()).collect();
+    let remote = bucket.wal_names();
     let local: BTreeSet<String> = sb.archived_wal().into_iter().collect();
     assert_eq!(remote, local, "every archived WAL file, and nothing else");
     assert_eq!(status.copied_wals, local.len());
-    let remote_backups: BTreeSet<String> = bucket
-        .backups
-        .iter()
-        .filter(|b| b.status == "DONE")
-        .map(|b| b.id.clone())
-        .collect();
+    let remote_backups = bucket.done_backups();
     assert_eq!(remote_backups, local_done_backups(&engine));
     assert_eq!(status.copied_backups.len(), remote_backups.len());
 
@@ -113,13 +108,10 @@ fn an_outage_of_the_bucket_never_stops_local_archiving_and_its_lag_drains_after(
         .expect("the bucket is back");
     assert!(status.in_sync(), "{status:#?}");
     assert!(status.copied_wals >= 3);
-    let remote: BTreeSet<String> = rt
+    let remote = rt
         .block_on(engine.offsite_listing())
         .expect("listing")
-        .wals
-        .into_iter()
-        .map(|w| w.name)
-        .collect();
+        .wal_names();
     let local: BTreeSet<String> = sb.archived_wal().into_iter().collect();
     assert_eq!(remote, local, "no hole left in the bucket");
 }

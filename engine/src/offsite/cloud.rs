@@ -3,6 +3,7 @@
 //! barkeep's own environment are removed, `AWS_CONFIG_FILE` points nowhere, no instance
 //! metadata lookups), TZ=UTC, each in a process group of its own with a time-out.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,22 @@ const LIST_BUCKET: &str = include_str!("list_bucket.py");
 pub struct Bucket {
     pub wals: Vec<RemoteWal>,
     pub backups: Vec<RemoteBackup>,
+}
+
+impl Bucket {
+    /// The names of the WAL files it holds.
+    pub fn wal_names(&self) -> BTreeSet<String> {
+        self.wals.iter().map(|w| w.name.clone()).collect()
+    }
+
+    /// The ids of the backups it holds that are DONE (usable for a restore).
+    pub fn done_backups(&self) -> BTreeSet<String> {
+        self.backups
+            .iter()
+            .filter(|b| b.status == "DONE")
+            .map(|b| b.id.clone())
+            .collect()
+    }
 }
 
 /// A WAL file in the bucket.

@@ -78,13 +78,16 @@ pub struct OffsiteStatus {
     pub copied_backups: Vec<String>,
     /// The DONE backups the bucket holds, oldest first.
     pub offsite_backups: Vec<String>,
-    /// The newest of them.
-    pub newest_offsite_backup: Option<String>,
     /// Why the run did not finish its work, in words a person can act on.
     pub error: Option<String>,
 }
 
 impl OffsiteStatus {
+    /// The newest backup the bucket holds.
+    pub fn newest_offsite_backup(&self) -> Option<&str> {
+        self.offsite_backups.last().map(String::as_str)
+    }
+
     /// Whether the run finished and the bucket holds everything the catalog has.
     pub fn in_sync(&self) -> bool {
         self.error.is_none() && self.lag.as_ref().is_some_and(Lag::is_zero)
@@ -118,7 +121,17 @@ impl Engine {
     pub async fn offsite_replicate(&self) -> Result<OffsiteStatus, OffsiteError> {
         let o = self.offsite_config()?.clone();
         let state = self.config().state();
-        let _lock = RunLock::take(&state.offsite_lock())?;
+        // One run at a time on the host (the same flock as the restore's, on its own file).
+        let lock_path = state.offsite_lock();
+        let _lock = crate::engine::exclusive_flock(&lock_path)
+            .await
+            .map_err(|e| match e {
+                None => OffsiteError::Busy,
+                Some(source) => OffsiteError::Io {
+                    what: format!("cannot lock {}", lock_path.display()),
+                    source,
+                },
+            })?;
         let started = Utc::now();
         let t0 = Instant::now();
         let mut status = OffsiteStatus {
@@ -130,7 +143,6 @@ impl Engine {
             copied_wals: 0,
             copied_backups: Vec::new(),
             offsite_backups: Vec::new(),
-            newest_offsite_backup: None,
             error: None,
         };
         let outcome = self.replicate_into(&o, &mut status).await;
@@ -175,19 +187,12 @@ impl Engine {
                     .flat_map(|s| s.offsite_backups.clone())
                     .collect();
                 status.offsite_backups = known.iter().cloned().collect();
-                status.newest_offsite_backup = known.iter().next_back().cloned();
                 status.lag = Some(Lag::since(&catalog, frontier.as_deref(), &known));
                 return Err(e);
             }
         };
-        let mut remote: BTreeSet<String> = bucket.wals.iter().map(|w| w.name.clone()).collect();
-        let remote_backups: BTreeSet<String> = bucket
-            .backups
-            .iter()
-            .filter(|b| b.status == "DONE")
-            .map(|b| b.id.clone())
-            .collect();
-        status.lag = Some(Lag::of(&catalog, &remote, &remote_backups));
+        let mut remote = bucket.wal_names();
+        let remote_backups = bucket.done_backups();
         // Copied so far, for the lag after the run, a failed one included.
         let mut copied_backups = remote_backups.clone();
         let tmp = self.config().state().offsite_tmp();
@@ -224,7 +229,6 @@ impl Engine {
         .await;
         let _ = std::fs::remove_dir_all(&tmp);
         status.offsite_backups = copied_backups.iter().cloned().collect();
-        status.newest_offsite_backup = copied_backups.iter().next_back().cloned();
         status.lag = Some(Lag::of(&catalog, &remote, &copied_backups));
         result
     }
@@ -285,23 +289,4 @@ fn write_status(path: &Path, status: &OffsiteStatus) -> Result<(), OffsiteError>
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(io(format!("cannot write {}", path.display())))
-}
-
-/// The exclusive flock of one replication run.
-struct RunLock(#[allow(dead_code)] std::fs::File);
-
-impl RunLock {
-    fn take(path: &Path) -> Result<Self, OffsiteError> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io(format!("cannot open {}", path.display())))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self(file)),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(OffsiteError::Busy),
-            Err(e) => Err(io(format!("cannot lock {}", path.display()))(e.into())),
-        }
-    }
 }
