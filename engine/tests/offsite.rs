@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use barkeep_engine::catalog::BackupStatus;
 use barkeep_engine::offsite::OffsiteError;
+use barkeep_engine::target::TargetTime;
 use barkeep_engine::{Config, Engine};
 use barkeep_testkit::{Sandbox, SandboxOptions};
 use common::*;
@@ -183,4 +184,124 @@ fn bad_configurations_say_what_is_wrong_and_lose_nothing_locally() {
     let now = sb.archived_wal();
     assert_eq!(&now[..archived.len()], &archived[..]);
     assert!(now.len() > archived.len());
+}
+
+/// PostgreSQL stopped as a dying host would leave it (fast shutdown), for the disaster below.
+fn stop_postgres(sb: &Sandbox) {
+    let out = std::process::Command::new(sb.pg_bin_dir().join("pg_ctl"))
+        .arg("-D")
+        .arg(sb.data_dir())
+        .args(["-m", "fast", "-w", "stop"])
+        .output()
+        .expect("pg_ctl runs");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn the_bucket_alone_rebuilds_the_database_at_the_target_after_a_disaster() {
+    let (sb, engine) = stack(SandboxOptions::default().with_offsite());
+    let rt = runtime();
+    sb.psql("CREATE TABLE disaster_t (i int)");
+    sb.psql("INSERT INTO disaster_t SELECT generate_series(1, 100)");
+    sb.barman_ok(&["backup", "--wait", "pg"]);
+    sb.psql("INSERT INTO disaster_t SELECT generate_series(101, 150)");
+    let target = mark_time();
+    let at_target = checksum(&sb, "disaster_t");
+    // The harm after the target, and a commit after it that reaches the bucket.
+    sb.psql("DELETE FROM disaster_t WHERE i > 10");
+    sb.psql("INSERT INTO disaster_t VALUES (-1)");
+    sb.barman_ok(&["switch-wal", "--force", "--archive", "pg"]);
+    let status = rt.block_on(engine.offsite_replicate()).expect("replicated");
+    assert!(status.in_sync(), "{status:#?}");
+    let after_harm = checksum(&sb, "disaster_t");
+
+    // With the host still whole: a restore from the bucket sets production aside like any
+    // restore, and a rollback puts it back as it was.
+    let paused = rt
+        .block_on(engine.start_restore_from_bucket(target, None))
+        .expect("paused at the target");
+    assert_eq!(paused.state.name(), "paused", "{paused:#?}");
+    assert_eq!(checksum(&sb, "disaster_t"), at_target);
+    let second = rt.block_on(engine.start_restore_from_bucket(target, None));
+    assert!(
+        matches!(
+            second,
+            Err(barkeep_engine::restore::RestoreError::InProgress { .. })
+        ),
+        "{second:?}"
+    );
+    rt.block_on(engine.rollback()).expect("rolled back");
+    assert_eq!(
+        checksum(&sb, "disaster_t"),
+        after_harm,
+        "production is back"
+    );
+    assert!(!in_recovery(&sb));
+
+    // The disaster: PostgreSQL gone with its data directory, Barman's whole home and
+    // barkeep's state with it. What is left is barkeep.toml and the credentials file.
+    stop_postgres(&sb);
+    for dir in [sb.data_dir(), sb.barman_home(), sb.state_dir()] {
+        std::fs::remove_dir_all(&dir).expect("removed");
+    }
+    let config = Config::load(&sb.config_path()).expect("config");
+    let engine = Engine::new(Arc::new(config)).expect("an engine on the rebuilt host");
+
+    // Bad input first: refused with words, nothing made.
+    let unknown = rt.block_on(engine.plan_from_bucket(target, Some("20200101T000000")));
+    assert!(
+        matches!(
+            unknown,
+            Err(barkeep_engine::restore::RestoreError::UnknownOffsiteBackup(
+                _
+            ))
+        ),
+        "{unknown:?}"
+    );
+    let too_early = TargetTime::new(chrono::Utc::now() - chrono::Duration::days(365));
+    let err = rt
+        .block_on(engine.plan_from_bucket(too_early, None))
+        .expect_err("before every backup");
+    assert!(
+        err.to_string().contains("oldest backup in the bucket"),
+        "{err}"
+    );
+    assert!(!sb.data_dir().exists());
+
+    let plan = rt
+        .block_on(engine.plan_from_bucket(target, None))
+        .expect("a plan from the bucket");
+    assert!(!plan.source.has_original(), "{plan:#?}");
+    let t0 = std::time::Instant::now();
+    let paused = rt
+        .block_on(engine.start_restore_from_bucket(target, None))
+        .expect("rebuilt and paused at the target");
+    eprintln!(
+        "disaster restore to paused: {} ms",
+        t0.elapsed().as_millis()
+    );
+    assert_eq!(paused.state.name(), "paused", "{paused:#?}");
+    assert!(in_recovery(&sb));
+    assert_eq!(
+        checksum(&sb, "disaster_t"),
+        at_target,
+        "exactly the rows at the target"
+    );
+
+    let accepted = rt.block_on(engine.accept()).expect("accepted");
+    assert_eq!(accepted.state.name(), "closed", "{accepted:#?}");
+    assert!(!in_recovery(&sb));
+    assert_eq!(checksum(&sb, "disaster_t"), at_target);
+    let auto = std::fs::read_to_string(sb.data_dir().join("postgresql.auto.conf")).expect("read");
+    assert!(!auto.contains("restore_command"), "{auto}");
+    assert!(!sb.data_dir().join("barman_wal").exists());
+    // Archiving runs again, into the rebuilt Barman, on a new timeline.
+    sb.psql("INSERT INTO disaster_t VALUES (-2)");
+    sb.barman_ok(&["switch-wal", "--force", "--archive", "pg"]);
+    let timelines: BTreeSet<u32> = sb
+        .archived_wal()
+        .iter()
+        .filter_map(|w| u32::from_str_radix(w.get(..8)?, 16).ok())
+        .collect();
+    assert!(timelines.iter().any(|t| *t >= 2), "{timelines:?}");
 }

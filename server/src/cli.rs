@@ -143,6 +143,27 @@ pub enum OffsiteCommand {
     Status,
     /// What the bucket holds now: its backups and WAL files.
     List,
+    /// The dry run of a restore from the bucket alone: the backup it would use, what it
+    /// would set aside. Touches nothing.
+    RestorePlan {
+        /// The moment to restore to, with an explicit zone: "2026-11-26 09:30:00+00:00".
+        #[arg(long)]
+        target_time: String,
+        /// A backup in the bucket (default: the newest that ended before the target).
+        #[arg(long)]
+        backup_id: Option<String>,
+    },
+    /// The disaster restore: rebuild the data directory from the bucket alone (no Barman
+    /// catalog needed) up to PostgreSQL paused at the target, setting aside whatever data
+    /// directory is there. Then `barkeep restore query|accept|retry|rollback` as any restore.
+    Restore {
+        /// The moment to restore to, with an explicit zone: "2026-11-26 09:30:00+00:00".
+        #[arg(long)]
+        target_time: String,
+        /// A backup in the bucket (default: the newest that ended before the target).
+        #[arg(long)]
+        backup_id: Option<String>,
+    },
 }
 
 pub async fn run_offsite(engine: Engine, command: OffsiteCommand) -> anyhow::Result<()> {
@@ -155,6 +176,22 @@ pub async fn run_offsite(engine: Engine, command: OffsiteCommand) -> anyhow::Res
             }
         },
         OffsiteCommand::List => print(&engine.offsite_listing().await?),
+        OffsiteCommand::RestorePlan {
+            target_time,
+            backup_id,
+        } => print(
+            &engine
+                .plan_from_bucket(target_time.parse()?, backup_id.as_deref())
+                .await?,
+        ),
+        OffsiteCommand::Restore {
+            target_time,
+            backup_id,
+        } => print(
+            &engine
+                .start_restore_from_bucket(target_time.parse()?, backup_id.as_deref())
+                .await?,
+        ),
     }
 }
 

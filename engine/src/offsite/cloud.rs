@@ -16,6 +16,8 @@ use crate::process::{CommandOutput, Program};
 
 /// The listing helper (`python -c`): Barman 3.3's own listing stops at 1,000 keys.
 const LIST_BUCKET: &str = include_str!("list_bucket.py");
+/// The fetching helper (`python -c`): the WAL a restore replays, in one run.
+const FETCH_WALS: &str = include_str!("fetch_wals.py");
 
 /// What the bucket holds, as [`Tools::list`] read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,13 @@ impl Bucket {
     }
 }
 
+/// What [`Tools::fetch_wals`] fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct FetchedWals {
+    pub fetched: usize,
+    pub bytes: u64,
+}
+
 /// A WAL file in the bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoteWal {
@@ -60,6 +69,17 @@ pub struct RemoteBackup {
     pub end_wal: Option<String>,
     /// Seconds since the epoch.
     pub end_time: Option<f64>,
+    /// The size of its files, as Barman measured it when it took the backup.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+impl RemoteBackup {
+    /// When the backup ended: a restore target must lie after it.
+    pub fn ended(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let t = self.end_time?;
+        chrono::DateTime::from_timestamp(t.floor() as i64, ((t.fract()) * 1e9) as u32)
+    }
 }
 
 /// The AWS settings of barkeep's own environment that would override the configured ones.
@@ -72,7 +92,7 @@ const INHERITED: [&str; 6] = [
     "AWS_ENDPOINT_URL",
 ];
 
-pub(super) struct Tools {
+pub(crate) struct Tools {
     bin_dir: PathBuf,
     python: PathBuf,
     offsite: OffsiteConfig,
@@ -83,7 +103,7 @@ pub(super) struct Tools {
 impl Tools {
     /// The tools for `offsite`, once its credentials file is proven usable: a regular file that
     /// neither its group nor others can read.
-    pub(super) fn new(config: &Config, offsite: &OffsiteConfig) -> Result<Self, OffsiteError> {
+    pub(crate) fn new(config: &Config, offsite: &OffsiteConfig) -> Result<Self, OffsiteError> {
         let path = &offsite.credentials_file;
         let problem = |p: String| OffsiteError::Credentials {
             path: path.clone(),
@@ -133,7 +153,7 @@ impl Tools {
     }
 
     /// What the bucket holds: its WAL files and its backups (one Python run).
-    pub(super) async fn list(&self) -> Result<Bucket, OffsiteError> {
+    pub(crate) async fn list(&self) -> Result<Bucket, OffsiteError> {
         let out = self
             .program(&self.python)
             .arg("-c")
@@ -149,19 +169,26 @@ impl Tools {
                 command: "listing the bucket".into(),
                 message: format!("unexpected output ({e}): {}", tail(&out.stdout)),
             }),
-            Some(2) => Err(OffsiteError::Unreachable {
+            _ => Err(self.listing_error("listing the bucket", &out)),
+        }
+    }
+
+    /// The exit codes of barkeep's Python helpers, in words.
+    fn listing_error(&self, what: &str, out: &CommandOutput) -> OffsiteError {
+        match out.code {
+            Some(2) => OffsiteError::Unreachable {
                 endpoint: self.offsite.endpoint_url.clone(),
-                detail: last_error(&out),
-            }),
-            Some(5) => Err(OffsiteError::NoBucket {
+                detail: last_error(out),
+            },
+            Some(5) => OffsiteError::NoBucket {
                 bucket_url: self.offsite.bucket_url.clone(),
                 endpoint: self.offsite.endpoint_url.clone(),
-            }),
-            Some(6) => Err(OffsiteError::Credentials {
+            },
+            Some(6) => OffsiteError::Credentials {
                 path: self.offsite.credentials_file.clone(),
-                problem: last_error(&out),
-            }),
-            _ => Err(failed("listing the bucket", &out)),
+                problem: last_error(out),
+            },
+            _ => failed(what, out),
         }
     }
 
@@ -194,6 +221,61 @@ impl Tools {
             .run()
             .await?;
         self.check(&format!("barman-cloud-backup of backup {id}"), &out)
+    }
+
+    /// Restores backup `id` from the bucket into `dest`, an empty directory
+    /// (barman-cloud-restore).
+    pub(crate) async fn restore_backup(&self, id: &str, dest: &Path) -> Result<(), OffsiteError> {
+        if !crate::validate::is_backup_id(id) {
+            return Err(OffsiteError::Tool {
+                command: "barman-cloud-restore".into(),
+                message: format!("{id:?} is not a backup id"),
+            });
+        }
+        let out = self
+            .tool("barman-cloud-restore")
+            .arg(&self.offsite.bucket_url)
+            .arg(&self.server)
+            .arg(id)
+            .arg(dest)
+            .run()
+            .await?;
+        self.check(&format!("barman-cloud-restore of backup {id}"), &out)
+    }
+
+    /// Fetches into `dest` every history file and every segment from `begin_wal` on (its
+    /// timeline or a later one), decompressed: what a replay from that backup can need.
+    /// Returns how many files and bytes.
+    pub(crate) async fn fetch_wals(
+        &self,
+        begin_wal: &str,
+        dest: &Path,
+    ) -> Result<FetchedWals, OffsiteError> {
+        if crate::wal::WalSegment::parse(begin_wal).is_none() {
+            return Err(OffsiteError::Tool {
+                command: "fetching WAL".into(),
+                message: format!("{begin_wal:?} is not a WAL segment name"),
+            });
+        }
+        let out = self
+            .program(&self.python)
+            .arg("-c")
+            .arg_shown_as(FETCH_WALS, "<barkeep's WAL fetch from the bucket>")
+            .args(["--cloud-provider", "aws-s3", "--endpoint-url"])
+            .arg(&self.offsite.endpoint_url)
+            .arg(&self.offsite.bucket_url)
+            .arg(&self.server)
+            .arg(begin_wal)
+            .arg(dest)
+            .run()
+            .await?;
+        match out.code {
+            Some(0) => serde_json::from_str(out.stdout.trim()).map_err(|e| OffsiteError::Tool {
+                command: "fetching WAL from the bucket".into(),
+                message: format!("unexpected output ({e}): {}", tail(&out.stdout)),
+            }),
+            _ => Err(self.listing_error("fetching WAL from the bucket", &out)),
+        }
     }
 
     fn check(&self, what: &str, out: &CommandOutput) -> Result<(), OffsiteError> {

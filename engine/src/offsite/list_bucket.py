@@ -2,7 +2,7 @@
 #   <Barman's python> -c <this file> [cloud options] SOURCE_URL SERVER_NAME
 # with the same options, endpoint and credentials as the barman-cloud-* tools. Prints one JSON
 # object: {"wals": [{"name", "key", "size", "modified"}], "backups": [{"id", "status",
-# "begin_wal", "end_wal", "end_time"}]}. Barman 3.3's own S3 listing does not paginate (1,000
+# "begin_wal", "end_wal", "end_time", "size"}]}. Barman 3.3's own S3 listing does not paginate (1,000
 # keys at most), so the WAL objects are listed here with boto3's paginator.
 # Exit codes: 0 listed, 2 the endpoint cannot be reached, 5 the bucket does not exist, 6 the
 # store refused the credentials, 1 anything else (3 is argparse's, as for the cloud tools).
@@ -65,6 +65,7 @@ def main():
                 "begin_wal": info.begin_wal,
                 "end_wal": info.end_wal,
                 "end_time": info.end_time.timestamp() if info.end_time else None,
+                "size": info.size,
             }
         )
     json.dump({"wals": wals, "backups": backups}, sys.stdout)

@@ -25,7 +25,8 @@ use crate::process::ProcessError;
 use crate::wal::{classify, WalFileKind};
 use crate::Engine;
 
-pub use cloud::{Bucket, RemoteBackup, RemoteWal};
+pub(crate) use cloud::Tools;
+pub use cloud::{Bucket, FetchedWals, RemoteBackup, RemoteWal};
 pub use lag::Lag;
 
 #[derive(Debug, thiserror::Error)]

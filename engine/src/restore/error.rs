@@ -31,6 +31,8 @@ pub enum RestoreError {
     },
     #[error("there is no backup with id {0:?}: choose one that `barman list-backups` shows")]
     UnknownBackup(String),
+    #[error("the bucket holds no finished backup with id {0:?}: choose one that `barkeep offsite list` shows")]
+    UnknownOffsiteBackup(String),
     #[error("backup {id} cannot be used for this target: {why}")]
     UnusableBackup { id: String, why: String },
     #[error(
@@ -118,6 +120,8 @@ pub enum RestoreError {
     Admin(#[from] crate::admin::AdminError),
     #[error(transparent)]
     Window(#[from] WindowError),
+    #[error(transparent)]
+    Offsite(#[from] crate::offsite::OffsiteError),
     #[error("{what}: {source}")]
     Io {
         what: String,

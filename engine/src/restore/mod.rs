@@ -16,6 +16,7 @@
 mod error;
 mod estimate;
 mod fault;
+mod from_bucket;
 mod guard;
 pub mod journal;
 mod leftovers;
@@ -30,6 +31,7 @@ mod verify;
 
 pub use error::RestoreError;
 pub use estimate::Downtime;
+pub use from_bucket::RestoreSource;
 pub use guard::check_os_user;
 pub use mode::{ModeChoice, PreviewPreflight, ProductionWrites, RestoreMode};
 pub use space::PreRestoreDir;
@@ -220,6 +222,9 @@ pub struct Plan {
     #[serde(default)]
     pub pre_restore_kept: Vec<PreRestoreDir>,
     pub warnings: Vec<String>,
+    /// Barman's catalog on this host, or the off-site bucket (a disaster restore).
+    #[serde(default)]
+    pub source: RestoreSource,
 }
 
 impl Plan {

@@ -51,6 +51,29 @@ impl Engine {
         self.finish_or_roll_back(run, &plan, result).await
     }
 
+    /// Runs a restore from the off-site bucket alone up to the paused state (the disaster
+    /// restore: a host whose Barman catalog is gone): plan from the bucket, stop, set aside
+    /// (when the data directory holds a cluster), recover from the bucket, start. Then
+    /// verify, accept, retry or roll back as any restore. Any failure rolls back.
+    pub async fn start_restore_from_bucket(
+        &self,
+        target: TargetTime,
+        backup_id: Option<&str>,
+    ) -> Result<RestoreStatus, RestoreError> {
+        let _lock = self.exclusive().await?;
+        self.refuse_if_in_progress()?;
+        let plan = self.plan_from_bucket(target, backup_id).await?;
+        let mut journal = Journal::create(self.state_dir(), &plan.restore_id)?;
+        journal.append(Record::Planned {
+            plan: Box::new(plan.clone()),
+        })?;
+        let run = Run::new(journal, &[], plan.recover_dir());
+        let result = self
+            .run_to_paused(&run, &plan, Step::Plan, plan.target, &plan.backup_id)
+            .await;
+        self.finish_or_roll_back(run, &plan, result).await
+    }
+
     /// Retry at another target: back to an empty data directory, recover, start paused.
     pub async fn retry(
         &self,
@@ -61,7 +84,11 @@ impl Engine {
         let _lock = self.exclusive().await?;
         let (run, status) = self.open_paused()?;
         let plan = status.plan;
-        let backup = self.plan_retry(target, backup_id).await?;
+        let backup = if plan.source.is_bucket() {
+            self.plan_retry_from_bucket(target, backup_id).await?
+        } else {
+            self.plan_retry(target, backup_id).await?
+        };
         // A restored copy that left recovery is live data: refused before any step runs.
         let copy = self.restored_instance(&plan, &run);
         self.refuse_if_promoted(&run, &plan, &copy).await?;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::mode::{ModeChoice, RestoreMode};
 use super::run::Run;
 use super::space;
-use super::{Plan, RestoreError};
+use super::{Plan, RestoreError, RestoreSource};
 use crate::admin;
 use crate::catalog::{Backup, Catalog};
 use crate::probe;
@@ -42,7 +42,7 @@ impl Engine {
         let now = Utc::now();
         // Microseconds: two barkeeps on one machine (the tests run several sandboxes at once, in
         // step) must never share an id, which marks the processes a resume may kill.
-        let restore_id = format!("r{}", now.format("%Y%m%dT%H%M%S%6fZ"));
+        let restore_id = new_restore_id(now);
         let catalog = self.catalog()?;
         // A backup id the person named must exist before anything else is said about it, and
         // before anything (pg_waldump, barman) is run.
@@ -152,6 +152,7 @@ impl Engine {
             needed_bytes,
             pre_restore_kept,
             warnings,
+            source: RestoreSource::Catalog,
         })
     }
 
@@ -257,6 +258,13 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A restore's id: microseconds, because two barkeeps on one machine (the tests run several
+/// sandboxes at once, in step) must never share one, which marks the processes a resume may
+/// kill.
+pub(super) fn new_restore_id(now: DateTime<Utc>) -> String {
+    format!("r{}", now.format("%Y%m%dT%H%M%S%6fZ"))
 }
 
 /// Not in the future, not before the end of the oldest backup. Returns that end.

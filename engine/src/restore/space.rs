@@ -34,10 +34,13 @@ pub fn needed_bytes(catalog: &Catalog, backup: &Backup) -> u64 {
                 + catalog.incoming.len() as u64
         })
         .unwrap_or(0);
-    backup
-        .size
-        .unwrap_or(0)
-        .saturating_add(wal.saturating_mul(SEGMENT_BYTES))
+    restore_bytes(backup.size.unwrap_or(0), wal)
+}
+
+/// What a restore writes: the backup's files, the WAL segments it may replay, a margin.
+pub fn restore_bytes(backup_bytes: u64, segments: u64) -> u64 {
+    backup_bytes
+        .saturating_add(segments.saturating_mul(SEGMENT_BYTES))
         .saturating_add(MARGIN_BYTES)
 }
 

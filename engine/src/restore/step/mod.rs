@@ -37,7 +37,7 @@ impl Cx<'_> {
     /// Whether `step` runs in this restore (Barman's `_should_execute`): the archive step only
     /// when PostgreSQL was up to commit and archive a transaction after the target.
     pub(super) fn applies(&self, step: Step) -> bool {
-        step != Step::Archive || self.plan.server_was_running
+        step != Step::Archive || (self.plan.server_was_running && !self.plan.source.is_bucket())
     }
 
     /// Runs one step of the way to paused; its journal entries are written by the caller.
@@ -47,7 +47,9 @@ impl Cx<'_> {
                 for w in &self.plan.warnings {
                     self.run.log(format!("warning: {w}"))?;
                 }
-                self.engine.hold_backup(self.run, self.backup_id).await?;
+                if !self.plan.source.is_bucket() {
+                    self.engine.hold_backup(self.run, self.backup_id).await?;
+                }
                 Ok(Some(format!(
                     "backup {} for target {}",
                     self.plan.backup_id, self.plan.target

@@ -46,6 +46,9 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
     if !empty {
         return Err(RestoreError::DestinationNotEmpty(data.clone()));
     }
+    if plan.source.is_bucket() {
+        return super::super::from_bucket::recover(cx, data).await;
+    }
     match engine
         .barman()
         .recover(backup_id, data, cx.target, plan.timeline)

@@ -24,7 +24,8 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
         Some(_) => &plan.data_dir,
         None => &plan.pre_restore_dir,
     };
-    if !is_cluster(original) {
+    // (A restore from the bucket onto a rebuilt host has no original.)
+    if plan.source.has_original() && !is_cluster(original) {
         return Err(RestoreError::StepFailed {
             step: Step::Retry,
             message: format!(
@@ -43,6 +44,8 @@ pub(super) async fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
     }
     make_empty_data_dir(dir)?;
     // Another target may need another backup: held like the first one.
-    engine.hold_backup(cx.run, cx.backup_id).await?;
+    if !plan.source.is_bucket() {
+        engine.hold_backup(cx.run, cx.backup_id).await?;
+    }
     Ok(Some("restored copy removed, its directory empty".into()))
 }

@@ -51,6 +51,21 @@ pub(in crate::restore) async fn run(
         // proven never promoted: it goes.
         discard(engine, plan, data)?;
         put_back(run, plan)?;
+    } else if !plan.source.has_original() {
+        // A restore from the bucket onto a rebuilt host: no original to put back; the copy,
+        // proven never promoted, goes and the data directory is left empty, as it was.
+        if let RestoredCopy::Promoted { .. } = copy {
+            return Err(RestoreError::Promoted {
+                timeline: None,
+                pre_restore: pre.clone(),
+            });
+        }
+        discard(engine, plan, data)?;
+        super::make_empty_data_dir(data)?;
+        run.log(format!(
+            "the restored copy is discarded; {} is empty again",
+            data.display()
+        ))?;
     } else if !is_cluster(data) {
         return Err(no_cluster(plan));
     }

@@ -23,6 +23,13 @@ pub(super) fn run(cx: &Cx<'_>) -> Result<Option<String>, RestoreError> {
     }
     if is_cluster(pre) && !is_cluster(data) {
         // Already set aside (a resumed run): just make sure the empty dir is there.
+    } else if !cx.plan.source.has_original() && !is_cluster(data) {
+        // A restore from the bucket onto a rebuilt host: there is nothing to keep.
+        make_empty_data_dir(data)?;
+        return Ok(Some(format!(
+            "{} held no cluster: nothing to set aside",
+            data.display()
+        )));
     } else {
         if !is_cluster(data) {
             return Err(RestoreError::StepFailed {
