@@ -56,7 +56,10 @@ impl Engine {
             .get(|| async {
                 checks.running.store(true, Ordering::SeqCst);
                 let started = Utc::now();
-                let result = self.barman().check().await.map_err(|e| e.to_string());
+                let mut result = self.barman().check().await.map_err(|e| e.to_string());
+                if let (Ok(items), Some(_)) = (&mut result, &self.config().offsite) {
+                    items.push(offsite_item(self.offsite_status().as_ref()));
+                }
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, "barman check could not run");
                 }
@@ -105,9 +108,57 @@ impl Engine {
     }
 }
 
+/// The off-site copy as one more line of the check, from the last replication run (barkeep
+/// copies outside Barman's hooks, so `barman check` itself cannot know of the bucket).
+fn offsite_item(last: Option<&crate::offsite::OffsiteStatus>) -> CheckItem {
+    let (ok, hint) = match last {
+        None => (true, "(no replication run yet)".to_owned()),
+        Some(s) => match (&s.error, &s.lag) {
+            (Some(e), _) => (false, format!("({e})")),
+            (None, Some(lag)) if !lag.is_zero() => (
+                true,
+                format!(
+                    "(copying: {} WAL segment(s) and {} backup(s) behind)",
+                    lag.missing_segments, lag.missing_backups
+                ),
+            ),
+            (None, _) => (true, String::new()),
+        },
+    };
+    CheckItem {
+        name: "off-site copy".into(),
+        ok,
+        hint,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_off_site_line_fails_with_the_last_runs_error() {
+        assert!(offsite_item(None).ok);
+        let at = Utc::now();
+        let run = |error: Option<&str>| crate::offsite::OffsiteStatus {
+            started: at,
+            finished: at,
+            endpoint_url: "http://127.0.0.1:3900".into(),
+            bucket_url: "s3://b/p".into(),
+            lag: None,
+            copied_wals: 0,
+            copied_backups: Vec::new(),
+            offsite_backups: Vec::new(),
+            error: error.map(str::to_owned),
+        };
+        let failed = offsite_item(Some(&run(Some("the store refused the credentials"))));
+        assert!(!failed.ok);
+        assert!(
+            failed.hint.contains("refused the credentials"),
+            "{failed:?}"
+        );
+        assert!(offsite_item(Some(&run(None))).ok);
+    }
 
     fn item(name: &str, ok: bool) -> CheckItem {
         CheckItem {

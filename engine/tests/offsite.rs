@@ -119,7 +119,7 @@ fn an_outage_of_the_bucket_never_stops_local_archiving_and_its_lag_drains_after(
 
 #[test]
 fn bad_configurations_say_what_is_wrong_and_lose_nothing_locally() {
-    let (sb, _engine) = stack(SandboxOptions::default().with_offsite());
+    let (sb, engine) = stack(SandboxOptions::default().with_offsite());
     let rt = runtime();
     let good = Config::load(&sb.config_path()).expect("config");
     let with = |change: &dyn Fn(&mut barkeep_engine::config::OffsiteConfig)| {
@@ -145,6 +145,19 @@ fn bad_configurations_say_what_is_wrong_and_lose_nothing_locally() {
     assert!(
         matches!(err, OffsiteError::Credentials { .. }),
         "{err:?}: {err}"
+    );
+    // ... and barkeep's check (the dashboard's) says so beside Barman's own lines.
+    let report = rt.block_on(engine.barman_check());
+    let failing: Vec<String> = report
+        .failing()
+        .iter()
+        .map(|i| format!("{}: {}", i.name, i.hint))
+        .collect();
+    assert!(
+        failing
+            .iter()
+            .any(|l| l.starts_with("off-site copy") && l.contains("refused the credentials")),
+        "{failing:?}"
     );
 
     // A credentials file others can read is refused before it is used.
