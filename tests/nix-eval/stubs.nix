@@ -96,29 +96,64 @@ let
     );
 
   # python310 of nixos-25.11 (pkgs/development/interpreters/python/default.nix there), with the
-  # few python packages barman.nix asks for.
-  python310 = fakeDrv "python3-3.10" {
-    version = "3.10";
-    pythonVersion = "3.10";
-    pkgs = {
-      buildPythonApplication =
-        args:
-        assert lib.assertMsg (args ? pname && args ? version && args ? src) "buildPythonApplication: pname, version, src";
-        mkDrvFrom args // { pythonVersion = "3.10"; };
-      fetchPypi =
+  # few python packages barman.nix asks for. As in pkgs/development/interpreters/python/
+  # python-packages-base.nix and mk-python-derivation.nix: an application's `dependencies` are
+  # propagated (with the interpreter), `toPythonModule` marks a derivation as providing modules
+  # for this interpreter (passthru only), and `withPackages` keeps only what provides modules
+  # (requiredPythonModules): an application passed as it is is dropped without a word.
+  python310 = lib.fix (
+    python:
+    fakeDrv "python3-3.10" {
+      version = "3.10";
+      pythonVersion = "3.10";
+      withPackages =
+        f:
+        let
+          modules = builtins.filter (d: d ? pythonModule && d.pythonModule == python) (f python.pkgs);
+        in
+        fakeDrv "python3-3.10-env" {
+          inherit modules;
+          pythonVersion = "3.10";
+        };
+      pkgs =
+        let
+          module =
+            pname:
+            fakeDrv "python3.10-${pname}" {
+              inherit pname;
+              pythonModule = python;
+            };
+        in
         {
-          pname,
-          version,
-          hash,
-          ...
-        }:
-        fakeDrv "${pname}-${version}.tar.gz" { inherit pname version hash; };
-      setuptools = fakeDrv "python3.10-setuptools" { };
-      argcomplete = fakeDrv "python3.10-argcomplete" { };
-      psycopg2 = fakeDrv "python3.10-psycopg2" { };
-      python-dateutil = fakeDrv "python3.10-python-dateutil" { };
-    };
-  };
+          buildPythonApplication =
+            args:
+            assert lib.assertMsg (args ? pname && args ? version && args ? src) "buildPythonApplication: pname, version, src";
+            mkDrvFrom args
+            // {
+              pythonVersion = "3.10";
+              propagatedBuildInputs = (args.dependencies or [ ]) ++ [ python ];
+              makeWrapperArgs = args.makeWrapperArgs or [ ];
+              pythonImportsCheck = args.pythonImportsCheck or [ ];
+            };
+          toPythonModule = drv: drv // { pythonModule = python; };
+          fetchPypi =
+            {
+              pname,
+              version,
+              hash,
+              ...
+            }:
+            fakeDrv "${pname}-${version}.tar.gz" { inherit pname version hash; };
+          setuptools = module "setuptools";
+          argcomplete = module "argcomplete";
+          psycopg2 = module "psycopg2";
+          python-dateutil = module "python-dateutil";
+          # pkgs/development/python-modules/boto3 (attribute `boto3` of every python package
+          # set, pkgs/top-level/python-packages.nix); its version at the 25.11 pin is not known here.
+          boto3 = module "boto3";
+        };
+    }
+  );
 
   pythonNewer =
     v:
