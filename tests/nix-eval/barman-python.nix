@@ -12,8 +12,9 @@ let
   root = ../..;
   stubs = import ./stubs.nix { inherit lib; };
 
-  barmanDefault =
-    pkgs:
+  barmanDefault = barmanDefaultWith { };
+  barmanDefaultWith =
+    extra: pkgs:
     (lib.evalModules {
       modules = [
         stubs.postgresqlModule
@@ -26,6 +27,7 @@ let
             package = stubs.barkeep;
           };
         }
+        extra
       ];
     }).config.services.barkeep.barman.package;
 
@@ -36,6 +38,8 @@ let
 
   on2605 = builtins.tryEval (builtins.deepSeq (barmanDefault stubs.pkgs2605).name true);
   on2511 = barmanDefault stubs.pkgs2511;
+  # With off-site copies the default is built with the cloud tools (boto3).
+  on2511Offsite = barmanDefaultWith { services.barkeep.offsite.enable = true; } stubs.pkgs2511;
 
   checks = [
     {
@@ -47,6 +51,11 @@ let
       name = "nixpkgs-25.11/barman.package: barman.nix gives Barman 3.3.0 on Python 3.10";
       ok = on2511.version == "3.3.0" && on2511.pythonVersion == "3.10";
       detail = "got ${on2511.name} on Python ${on2511.pythonVersion or "?"}";
+    }
+    {
+      name = "nixpkgs-25.11/barman.package with services.barkeep.offsite: built withCloud, without it not";
+      ok = on2511Offsite.withCloud && lib.elem "boto3" (pnames on2511Offsite.propagatedBuildInputs) && !on2511.withCloud;
+      detail = "offsite: withCloud = ${builtins.toJSON on2511Offsite.withCloud}, without: ${builtins.toJSON on2511.withCloud}";
     }
     {
       name = "barman.nix: without withCloud no boto3 (the default closure stays small)";
