@@ -74,6 +74,8 @@
         vm-deploy = vmTest ./tests/vm-deploy.nix;
         vm-pitr = vmTest ./tests/vm-pitr.nix;
         vm-crash = vmTest ./tests/vm-crash.nix;
+        # Two nodes: barkeep with services.barkeep.offsite, and nixpkgs' services.garage.
+        vm-offsite = vmTest ./tests/vm-offsite.nix;
         # The offline evaluation tests of scripts/nix-check, against this nixpkgs' lib.
         nix-eval =
           let
