@@ -54,7 +54,10 @@ let
     }
     {
       name = "nixpkgs-25.11/barman.package with services.barkeep.offsite: built withCloud, without it not";
-      ok = on2511Offsite.withCloud && lib.elem "boto3" (pnames on2511Offsite.propagatedBuildInputs) && !on2511.withCloud;
+      ok =
+        on2511Offsite.withCloud
+        && lib.elem "boto3" (pnames on2511Offsite.propagatedBuildInputs)
+        && !on2511.withCloud;
       detail = "offsite: withCloud = ${builtins.toJSON on2511Offsite.withCloud}, without: ${builtins.toJSON on2511.withCloud}";
     }
     {
@@ -76,11 +79,12 @@ let
       ok =
         let
           a = cloud.makeWrapperArgs;
+          at = builtins.elemAt a;
           hasDefault =
             name:
-            lib.any (i: builtins.elemAt a i == "--set-default" && builtins.elemAt a (i + 1) == name && builtins.elemAt a (i + 2) == "when_required") (
-              lib.range 0 (builtins.length a - 3)
-            );
+            lib.any (
+              i: at i == "--set-default" && at (i + 1) == name && at (i + 2) == "when_required"
+            ) (lib.range 0 (builtins.length a - 3));
         in
         hasDefault "AWS_REQUEST_CHECKSUM_CALCULATION" && hasDefault "AWS_RESPONSE_CHECKSUM_VALIDATION";
       detail = "makeWrapperArgs ${builtins.toJSON cloud.makeWrapperArgs}";
