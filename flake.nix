@@ -22,12 +22,16 @@
       inherit (nixpkgs) lib;
 
       # Barman 3.3.0 on nixos-25.11's Python 3.10, everything else of it (rsync, lib) from
-      # `pkgs` (nixos-26.05 for this flake's outputs, the host's nixpkgs in the module).
+      # `pkgs` (nixos-26.05 for this flake's outputs, the host's nixpkgs in the module); `args`
+      # are barman.nix's own (withCloud: boto3 for the off-site copy).
       barmanFor =
-        pkgs:
-        pkgs.callPackage ./nixos-module/barman.nix {
-          inherit (nixpkgs-python310.legacyPackages.${pkgs.stdenv.hostPlatform.system}) python310;
-        };
+        pkgs: args:
+        pkgs.callPackage ./nixos-module/barman.nix (
+          {
+            inherit (nixpkgs-python310.legacyPackages.${pkgs.stdenv.hostPlatform.system}) python310;
+          }
+          // args
+        );
 
       vmTest = file: import file { inherit pkgs self; };
 
@@ -43,18 +47,26 @@
       packages.${system} = {
         default = self.packages.${system}.barkeep;
         barkeep = pkgs.callPackage ./nix/package.nix { };
-        barman = barmanFor pkgs;
+        barman = barmanFor pkgs { };
         inherit (self.packages.${system}.barkeep.passthru) wasm-bindgen-cli;
       };
 
       # services.barkeep, with the package defaulting to this flake's build and Barman to 3.3.0
-      # on Python 3.10 from nixos-25.11 (for any system).
+      # on Python 3.10 from nixos-25.11 (for any system), with boto3 for its cloud tools when
+      # services.barkeep.offsite is enabled.
       nixosModules.default =
-        { lib, pkgs, ... }:
+        {
+          config,
+          lib,
+          pkgs,
+          ...
+        }:
         {
           imports = [ ./nixos-module ];
           services.barkeep.package = lib.mkDefault (pkgs.callPackage ./nix/package.nix { });
-          services.barkeep.barman.package = lib.mkDefault (barmanFor pkgs);
+          services.barkeep.barman.package = lib.mkDefault (
+            barmanFor pkgs { withCloud = config.services.barkeep.offsite.enable; }
+          );
         };
       nixosModules.barkeep = self.nixosModules.default;
 
@@ -62,6 +74,8 @@
         vm-deploy = vmTest ./tests/vm-deploy.nix;
         vm-pitr = vmTest ./tests/vm-pitr.nix;
         vm-crash = vmTest ./tests/vm-crash.nix;
+        # Two nodes: barkeep with services.barkeep.offsite, and nixpkgs' services.garage.
+        vm-offsite = vmTest ./tests/vm-offsite.nix;
         # The offline evaluation tests of scripts/nix-check, against this nixpkgs' lib.
         nix-eval =
           let

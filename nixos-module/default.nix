@@ -108,6 +108,34 @@ let
 
   configFile = "/etc/barkeep/barkeep.toml";
   listen = blib.socketAddr cfg.listenAddress cfg.port;
+
+  # --- off-site copies (docs/offsite.md) ---------------------------------------------------
+  offsite = cfg.offsite;
+  # As a string, never copied into the store: a path literal would be, if interpolated.
+  credentialsFile = toString offsite.credentialsFile;
+  # Hidden from barkeep's unit by its hardening (ProtectHome, PrivateTmp).
+  hiddenFromUnit = [
+    "/home/"
+    "/root/"
+    "/run/user/"
+    "/tmp/"
+    "/var/tmp/"
+  ];
+  # /run/keys (NixOS' ramfs for deployment keys) is root:keys 0750.
+  underRunKeys = lib.hasPrefix "/run/keys/" credentialsFile;
+  barmanHasCloud =
+    (cfg.barman.package.withCloud or false) && cfg.barman.package ? pythonEnv;
+  offsiteToml = blib.offsiteConfig {
+    inherit (offsite)
+      endpointUrl
+      bucketUrl
+      region
+      interval
+      ;
+    inherit credentialsFile;
+    cloudBinDir = "${cfg.barman.package}/bin";
+    python = "${cfg.barman.package.pythonEnv}/bin/python";
+  };
   barkeepToml = blib.renderToml (
     blib.barkeepConfig {
       inherit
@@ -125,6 +153,7 @@ let
       systemctl = "${config.systemd.package}/bin/systemctl";
       unit = "postgresql.service";
       verifyUser = cfg.verifyRole;
+      offsite = if offsite.enable then offsiteToml else null;
     }
   );
 
@@ -317,7 +346,7 @@ in
         # Barman built with python310 from its nixos-25.11 input.
         default =
           if pkgs ? python310 then
-            pkgs.callPackage ./barman.nix { }
+            pkgs.callPackage ./barman.nix { withCloud = cfg.offsite.enable; }
           else
             throw ''
               services.barkeep.barman.package: this nixpkgs has no python310 (nixos-26.05 dropped it),
@@ -327,10 +356,16 @@ in
               pkgs.callPackage "''${barkeep}/nixos-module/barman.nix" { python310 = <a Python 3.10>; }.
             '';
         defaultText = literalMD ''
-          Barman 3.3.0 on Python 3.10, built by `nixos-module/barman.nix`; with the flake's
+          Barman 3.3.0 on Python 3.10, built by `nixos-module/barman.nix`, with boto3 for its
+          cloud tools when [](#opt-services.barkeep.offsite.enable) is set; with the flake's
           `nixosModules.default`, Python 3.10 comes from nixos-25.11
         '';
-        description = "The Barman package. barkeep is written and tested against Barman 3.3.0.";
+        description = ''
+          The Barman package. barkeep is written and tested against Barman 3.3.0. With
+          [](#opt-services.barkeep.offsite.enable) it must be `nixos-module/barman.nix` built
+          with `withCloud = true` (boto3 for `barman-cloud-*`, and `passthru.pythonEnv`, the
+          interpreter barkeep lists the bucket with): the default does that.
+        '';
       };
 
       server = mkOption {
@@ -501,6 +536,88 @@ in
         '';
       };
     };
+
+    offsite = {
+      enable = mkEnableOption ''
+        off-site copies: barkeep.service copies Barman's WAL and backups to S3-compatible storage
+        with Barman 3.3's own cloud tools (`barman-cloud-wal-archive`, `barman-cloud-backup`),
+        every [](#opt-services.barkeep.offsite.interval) seconds, never as Barman hook scripts,
+        so Barman's local archiving never waits on the network. Barman is built with boto3 for
+        it. See `docs/offsite.md`; `barkeep offsite status|replicate|list` as `postgres`
+      '';
+
+      endpointUrl = mkOption {
+        type = types.strMatching "https?://[^[:space:][:cntrl:]]+" // {
+          description = "http:// or https:// URL";
+        };
+        example = "https://s3.eu-west-1.amazonaws.com";
+        description = ''
+          The S3 endpoint the copies are sent to (`--endpoint-url` of the cloud tools):
+          `https://s3.<region>.amazonaws.com` for AWS, `http://<host>:3900` for Garage.
+        '';
+      };
+
+      bucketUrl = mkOption {
+        type = types.str;
+        example = "s3://acme-backups/barkeep/db1";
+        description = ''
+          Where the copies go, as an S3 URL: `s3://<bucket>` or `s3://<bucket>/<prefix>` (the
+          bucket name 3 to 63 of `a-z 0-9 . -`; the prefix of letters, digits, `. - _` and `/`).
+          Barman's cloud layout goes under it: `<prefix>/<server>/wals/...` and
+          `<prefix>/<server>/base/<backup id>/...`, so one bucket can hold several hosts under
+          different prefixes. The bucket must exist: barkeep never creates one (a typo would
+          otherwise copy quietly into a new bucket).
+        '';
+      };
+
+      region = mkOption {
+        type = types.strMatching "[A-Za-z0-9_-]+" // {
+          description = "region name (letters, digits, - and _)";
+        };
+        default = "us-east-1";
+        example = "garage";
+        description = ''
+          The region requests are signed for: the bucket's region on AWS, the store's
+          `s3_region` on Garage (`garage` in its documentation).
+        '';
+      };
+
+      credentialsFile = mkOption {
+        type = types.path;
+        example = "/run/keys/barkeep-offsite";
+        description = ''
+          The S3 key, in the AWS shared-credentials format:
+
+          ```ini
+          [default]
+          aws_access_key_id = GK...
+          aws_secret_access_key = ...
+          ```
+
+          Give it as a string (`"/var/lib/barkeep/offsite-credentials"`,
+          `"/run/keys/barkeep-offsite"`, a sops-nix or agenix secret): it must NOT be in the
+          Nix store (readable by every local user; asserted). barkeep runs as `postgres` and
+          refuses a file its group or others can read: owner `postgres`, mode `0600`. It is
+          read when a replication runs, not at evaluation, so it may be deployed after the
+          system. Under `/run/keys` (root:keys 0750) barkeep.service gets the supplementary
+          group `keys` to reach it, and the commands that reach the bucket by hand need it too:
+          `runuser -u postgres -g postgres -G keys -- barkeep offsite list`. `/home`, `/root`,
+          `/run/user` and `/tmp` are hidden from the unit (asserted). The cloud tools get it as
+          `AWS_SHARED_CREDENTIALS_FILE` and nothing else (`AWS_CONFIG_FILE=/dev/null`; the
+          AWS key and profile variables of barkeep's environment are removed).
+        '';
+      };
+
+      interval = mkOption {
+        type = types.ints.positive;
+        default = 60;
+        description = ''
+          Seconds between two replication runs of barkeep.service (`offsite.interval_secs`):
+          the longest a new WAL file or backup waits before it is copied. A failed run (the
+          store unreachable) is recorded with its reason and tried again at the next one.
+        '';
+      };
+    };
   };
 
   config = mkIf cfg.enable {
@@ -607,6 +724,38 @@ in
           (${dirOf pgCfg.dataDir}) share no directory but /. They must be on the same filesystem
           (a restore renames the data directory into stateDir), and barkeep's unit makes their
           common parent writable: put them under one directory, e.g. /var/lib.
+        '';
+      }
+      {
+        assertion = !offsite.enable || blib.isBucketUrl offsite.bucketUrl;
+        message = ''
+          services.barkeep.offsite.bucketUrl = ${builtins.toJSON offsite.bucketUrl} is not an S3 URL:
+          write s3://<bucket> or s3://<bucket>/<prefix> (the bucket 3 to 63 of a-z 0-9 . -, the
+          prefix of letters, digits, . - _ and /).
+        '';
+      }
+      {
+        assertion = !offsite.enable || (blib.isAbsolutePath credentialsFile && !blib.isStorePath credentialsFile);
+        message = ''
+          services.barkeep.offsite.credentialsFile = ${builtins.toJSON credentialsFile} must be an absolute
+          path outside the Nix store (every local user can read the store): give the path of the
+          deployed file as a string, e.g. "/run/keys/barkeep-offsite", owned by postgres, mode 0600.
+        '';
+      }
+      {
+        assertion = !offsite.enable || !lib.any (d: lib.hasPrefix d credentialsFile) hiddenFromUnit;
+        message = ''
+          services.barkeep.offsite.credentialsFile = ${builtins.toJSON credentialsFile}: barkeep.service
+          cannot see it (ProtectHome hides /home, /root and /run/user, PrivateTmp /tmp and /var/tmp).
+          Put it e.g. in /var/lib/barkeep or /run/keys.
+        '';
+      }
+      {
+        assertion = !offsite.enable || barmanHasCloud;
+        message = ''
+          services.barkeep.offsite needs Barman's cloud tools with boto3, but
+          services.barkeep.barman.package (${cfg.barman.package.name or "?"}) is not nixos-module/barman.nix
+          built with withCloud = true (the module's and the flake's default when offsite is enabled).
         '';
       }
       {
@@ -856,6 +1005,9 @@ in
         # stateDir (/var/lib by default) is made writable as ONE entry. File permissions still
         # apply (the service runs as postgres, without capabilities).
         ReadWritePaths = [ renameRoot ] ++ barmanReadWrite;
+        # The off-site store is reached over AF_INET/AF_INET6, which the hardening allows
+        # (no IPAddressDeny, no PrivateNetwork): nothing to open for it.
+        SupplementaryGroups = mkIf (offsite.enable && underRunKeys) [ "keys" ];
       };
     };
   };

@@ -31,6 +31,21 @@ rec {
 
   isStorePath = s: isString s && hasPrefix "${builtins.storeDir}/" s;
 
+  # An off-site bucket URL as the engine accepts it (engine/src/validate.rs is_bucket_url):
+  # s3://<bucket>[/<prefix>], the bucket 3 to 63 of a-z 0-9 . - (not starting or ending with . or
+  # -), the prefix parts letters, digits, . - _ (no empty part, no . or ..), at most 512 long.
+  isBucketUrl =
+    s:
+    let
+      m = builtins.match "s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])((/[A-Za-z0-9._-]+)*)" s;
+      prefix = builtins.elemAt m 1;
+      parts = builtins.filter (p: p != "") (lib.splitString "/" prefix);
+    in
+    isString s
+    && m != null
+    && builtins.stringLength prefix <= 513
+    && lib.all (p: p != "." && p != "..") parts;
+
   # IPv4 127.0.0.0/8 or IPv6 ::1.
   isLoopback = addr: addr == "::1" || builtins.match "127\\.[0-9]+\\.[0-9]+\\.[0-9]+" addr != null;
 
@@ -131,6 +146,8 @@ rec {
       systemctl,
       unit ? "postgresql.service",
       verifyUser ? "barkeep_verify",
+      # The [offsite] section (engine/src/config.rs OffsiteConfig), or null: off.
+      offsite ? null,
     }:
     {
       inherit listen;
@@ -159,6 +176,28 @@ rec {
         kind = "systemd";
         inherit unit systemctl;
       };
+    }
+    // lib.optionalAttrs (offsite != null) { inherit offsite; };
+
+  # The [offsite] section: where the copies go and the Barman whose cloud tools make them.
+  offsiteConfig =
+    {
+      endpointUrl,
+      bucketUrl,
+      region,
+      credentialsFile,
+      interval,
+      cloudBinDir,
+      python,
+    }:
+    {
+      endpoint_url = endpointUrl;
+      bucket_url = bucketUrl;
+      inherit region;
+      credentials_file = credentialsFile;
+      interval_secs = interval;
+      cloud_bin_dir = cloudBinDir;
+      inherit python;
     };
 
   # A TOML writer for the flat schema above (top-level keys, then one level of tables), so the

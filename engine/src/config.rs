@@ -443,12 +443,17 @@ mod tests {
     fn module_output(case: &str) -> Config {
         let text = match case {
             "default" => include_str!("../../tests/nix-eval/expected/default/barkeep.toml"),
+            "offsite" => include_str!("../../tests/nix-eval/expected/offsite/barkeep.toml"),
             _ => include_str!("../../tests/nix-eval/expected/custom/barkeep.toml"),
         };
         let text = text
             .replace(
                 "@barman@",
                 "/nix/store/00000000000000000000000000000000-barman-3.3.0",
+            )
+            .replace(
+                "@barman-python@",
+                "/nix/store/00000000000000000000000000000000-python3-3.10-env",
             )
             .replace(
                 "@postgresql@",
@@ -482,6 +487,45 @@ mod tests {
         let custom = module_output("custom");
         assert_eq!(custom.postgres.verify_user, "verify_app");
         assert_ne!(custom, default);
+        assert_eq!(default.offsite, None);
+        assert_eq!(custom.offsite, None);
+
+        // services.barkeep.offsite (tests/nix-eval/eval.nix, the offsite case): the section as
+        // set, the cloud tools and the interpreter from the Barman package built with boto3.
+        let offsite = module_output("offsite");
+        let barman = "/nix/store/00000000000000000000000000000000-barman-3.3.0";
+        let o = offsite.offsite.clone().expect("an [offsite] section");
+        assert_eq!(
+            o,
+            OffsiteConfig {
+                endpoint_url: "http://store:3900".into(),
+                bucket_url: "s3://barkeep/vm-db".into(),
+                region: "garage".into(),
+                credentials_file: "/run/keys/barkeep-offsite".into(),
+                cloud_bin_dir: Some(format!("{barman}/bin").into()),
+                python: Some(
+                    "/nix/store/00000000000000000000000000000000-python3-3.10-env/bin/python"
+                        .into()
+                ),
+                interval_secs: 30,
+                timeout_secs: default_barman_timeout(),
+            }
+        );
+        // What the engine derives: the tools next to barman, the listing in Barman's Python.
+        assert_eq!(
+            o.cloud_bin_dir(&offsite.barman),
+            offsite.barman.bin.parent().unwrap()
+        );
+        assert_eq!(
+            o.cloud_bin_dir(&offsite.barman)
+                .join("barman-cloud-wal-archive"),
+            PathBuf::from(format!("{barman}/bin/barman-cloud-wal-archive"))
+        );
+        // Nothing else differs from the default but the database the case sets.
+        let mut rest = offsite.clone();
+        rest.offsite = None;
+        rest.postgres.database = default.postgres.database.clone();
+        assert_eq!(rest, default);
     }
 
     #[test]

@@ -18,12 +18,16 @@ let
   pgModuleFile = "nixos/modules/services/databases/postgresql.nix";
   systemd = "${stubs.nixosOptions.options.systemd.package.default}";
 
+  # Barman with its cloud tools, as barman.nix builds it on nixos-25.11 (the stand-in's
+  # python310) for the off-site copy.
+  barmanCloud = stubs.pkgs2511.callPackage (root + "/nixos-module/barman.nix") { withCloud = true; };
+
   # Expected files hold @placeholders@ for store paths of the (fake) packages.
   expected =
     file:
     builtins.replaceStrings
-      [ "@postgresql@" "@barman@" "@systemd@" ]
-      [ "${pg14}" "${stubs.barman}" systemd ]
+      [ "@postgresql@" "@barman@" "@barman-python@" "@systemd@" ]
+      [ "${pg14}" "${stubs.barman}" "${barmanCloud.pythonEnv}" systemd ]
       (builtins.readFile (./expected + "/${file}"));
 
   eval =
@@ -150,8 +154,66 @@ let
       }
     ]).config;
 
+  # Off-site copies to a Garage on another host, the key under /run/keys.
+  offsiteOptions = {
+    enable = true;
+    endpointUrl = "http://store:3900";
+    bucketUrl = "s3://barkeep/vm-db";
+    region = "garage";
+    credentialsFile = "/run/keys/barkeep-offsite";
+    interval = 30;
+  };
+  offsiteWith = extra: [
+    {
+      services.barkeep = {
+        database = "app";
+        barman.package = barmanCloud;
+        offsite = offsiteOptions // extra;
+      };
+    }
+  ];
+  offsite = rendered (eval (offsiteWith { })).config;
+  offsiteVarLib = rendered (eval (offsiteWith {
+    credentialsFile = "/var/lib/barkeep/offsite-credentials";
+    interval = 60;
+  })).config;
+  # An absolute path literal (not a string) is rendered as that path: never copied into the
+  # store (the file does not exist here: a copy would fail the evaluation).
+  offsitePathLiteral = rendered (eval (offsiteWith { credentialsFile = /run/keys/barkeep-offsite-x; })).config;
+  # Not enabled: nothing of the settings is read (they have no defaults).
+  offsiteOff = rendered (eval [
+    {
+      services.barkeep.database = "app";
+      services.barkeep.offsite.enable = false;
+    }
+  ]).config;
+
   # Options that contradict each other: the assertion (or type check) that must catch them.
   negative = {
+    offsiteCredentialsInStore = {
+      modules = offsiteWith { credentialsFile = "${builtins.storeDir}/aaaa-offsite-credentials"; };
+      message = "outside the Nix store";
+    };
+    offsiteCredentialsInHome = {
+      modules = offsiteWith { credentialsFile = "/root/.aws/credentials"; };
+      message = "barkeep.service\ncannot see it";
+    };
+    offsiteBucketName = {
+      modules = offsiteWith { bucketUrl = "barkeep"; };
+      message = "is not an S3 URL";
+    };
+    offsiteBucketNotS3 = {
+      modules = offsiteWith { bucketUrl = "https://store:3900/barkeep"; };
+      message = "is not an S3 URL";
+    };
+    offsiteBucketBadPrefix = {
+      modules = offsiteWith { bucketUrl = "s3://barkeep/../other"; };
+      message = "is not an S3 URL";
+    };
+    offsiteBarmanWithoutCloud = {
+      modules = offsiteWith { } ++ [ { services.barkeep.barman.package = lib.mkForce stubs.barman; } ];
+      message = "needs Barman's cloud tools with boto3";
+    };
     postgresql16 = {
       modules = [ { services.postgresql.package = stubs.pkgs.postgresql_16; } ];
       message = "supports PostgreSQL 14 only";
@@ -262,6 +324,10 @@ let
     timeoutConflict = [ { systemd.services.postgresql.serviceConfig.TimeoutSec = 3600; } ];
     barmanHomeWithSpace = [ { services.barkeep.barman.settings.barman.barman_home = "/var/lib/my barman"; } ];
     badLogLevel = [ { services.barkeep.barman.settings.barman.log_level = "LOUD"; } ];
+    offsiteEndpointWithoutScheme = offsiteWith { endpointUrl = "store:3900"; };
+    offsiteRegionWithSpace = offsiteWith { region = "eu west 1"; };
+    offsiteIntervalZero = offsiteWith { interval = 0; };
+    offsiteCredentialsRelative = offsiteWith { credentialsFile = "offsite-credentials"; };
   };
   typeChecks = lib.mapAttrsToList (name: modules: {
     name = "type-error/${name}";
@@ -615,6 +681,70 @@ let
     (eq "custom/backup.script" custom.scripts.barman-backup (expected "custom/barman-backup.sh"))
     (eq "custom/firewall" custom.firewall [ 9090 ])
     (eq "custom/assertions" custom.failedAssertions [ ])
+
+    # off-site copies
+    (eq "offsite/barkeep.toml" offsite.etc."barkeep/barkeep.toml" (expected "offsite/barkeep.toml"))
+    (eq "offsite/assertions and warnings" (offsite.failedAssertions ++ offsite.warnings) [ ])
+    (eq "offsite/barkeep.service reaches /run/keys (group keys), nothing else added"
+      offsite.barkeepUnit.SupplementaryGroups or null
+      [ "keys" ]
+    )
+    (eq "offsite/barkeep.service may use IPv4 and IPv6, no IP filter, no private network" [
+      (lib.all (f: lib.elem f offsite.barkeepUnit.RestrictAddressFamilies) [
+        "AF_INET"
+        "AF_INET6"
+      ])
+      (offsite.barkeepUnit ? IPAddressDeny)
+      (offsite.barkeepUnit.PrivateNetwork or false)
+    ] [ true false false ])
+    (eq "offsite/credentials outside /run/keys: no supplementary group" (
+      offsiteVarLib.barkeepUnit.SupplementaryGroups or null
+    ) null)
+    (eq "offsite/other credentials and interval" (
+      let
+        t = offsiteVarLib.etc."barkeep/barkeep.toml";
+      in
+      [
+        (lib.hasInfix "credentials_file = \"/var/lib/barkeep/offsite-credentials\"\n" t)
+        (lib.hasInfix "interval_secs = 60\n" t)
+      ]
+    ) [ true true ])
+    (eq "offsite/a path literal is rendered as its path, not copied into the store" (lib.hasInfix
+      "credentials_file = \"/run/keys/barkeep-offsite-x\"\n"
+      offsitePathLiteral.etc."barkeep/barkeep.toml"
+    ) true)
+    (eq "offsite/restart on a change of the section" (
+      lib.elem offsite.etc."barkeep/barkeep.toml" (
+        (eval (offsiteWith { })).config.systemd.services.barkeep.restartTriggers
+      )
+    ) true)
+    (eq "offsite/disabled: no section, no group, default barkeep.toml" [
+      (lib.hasInfix "[offsite]" offsiteOff.etc."barkeep/barkeep.toml")
+      (offsiteOff.barkeepUnit.SupplementaryGroups or null)
+      offsiteOff.failedAssertions
+    ] [ false null [ ] ])
+    (eq "offsite/default without offsite: no [offsite] in the documented barkeep.toml" (lib.hasInfix "[offsite]"
+      defaults.etc."barkeep/barkeep.toml"
+    ) false)
+    (eq "lib/isBucketUrl" (map blib.isBucketUrl [
+      "s3://barkeep"
+      "s3://my.bucket-1/barkeep/db_1"
+      "s3://abc/a/b.c/d-e"
+      "barkeep"
+      "s3://"
+      "s3://ab"
+      "s3://Barkeep"
+      "s3://bucket/"
+      "s3://bucket//x"
+      "s3://bucket/../x"
+      "s3://bucket/./x"
+      "s3://bucket/a b"
+      "s3://-bucket"
+      "s3://bucket-"
+      "https://bucket"
+      "s3://${lib.concatStrings (lib.replicate 64 "a")}"
+      "s3://bucket/${lib.concatStrings (lib.replicate 513 "a")}"
+    ]) ([ true true true ] ++ lib.replicate 14 false))
     (eq "barman-3.15/warning" (builtins.length
       (rendered (eval [
         {
@@ -639,6 +769,9 @@ in
     };
     custom = {
       inherit (custom) etc postgresql;
+    };
+    offsite = {
+      inherit (offsite) etc postgresql;
     };
   };
 }

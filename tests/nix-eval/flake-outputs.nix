@@ -3,8 +3,9 @@
 # nixos-26.05 and nixos-25.11 really have, whose `callPackage` is nixpkgs' own
 # lib.callPackageWith, so a file asking for an attribute the release lacks aborts as in nixpkgs).
 # Yields the output names, every package and the dev shell forced, the VM tests' Python scripts
-# (for a syntax check) and the VM test machines and the demo VM evaluated with the real module
-# and the stand-in of nixpkgs' postgresql module. The NixOS options those configurations set
+# and node names (for a syntax and name check) and every node of every VM test and the demo VM
+# evaluated with the real module and the stand-ins of nixpkgs' postgresql and garage modules
+# (the nodes that run barkeep in detail, the others for failed assertions). The NixOS options those configurations set
 # besides services.barkeep and the options in ./stubs.nix (virtualisation.*, networking.hostName,
 # systemd.sockets, ...) are accepted by a freeform top level here.
 { lib }:
@@ -48,6 +49,7 @@ let
     (lib.evalModules {
       modules = [
         stubs.postgresqlModule
+        stubs.garageModule
         stubs.nixosOptions
         {
           _module.args.pkgs = fakePkgs;
@@ -77,9 +79,29 @@ let
         inherit (barman) name version;
         python = barman.pythonVersion or null;
       };
+      barmanWithCloud = barman.withCloud or false;
+      barkeepGroups = config.systemd.services.barkeep.serviceConfig.SupplementaryGroups or [ ];
       pgHba = config.services.postgresql.authentication;
       setupConditions = config.systemd.services.postgresql-setup.unitConfig.ConditionPathExists or null;
     };
+
+  # Every node of every VM test, through the NixOS modules; the name of a node that runs barkeep
+  # is its test's for a test's one node `machine`, "<test>/<node>" otherwise.
+  nodeConfigs = lib.mapAttrs (_: t: lib.mapAttrs (_: node: evalNixos [ node ]) t.nodes) vmTests;
+  nodeName = test: node: if node == "machine" then test else "${test}/${node}";
+  nodesWhere =
+    pred: f:
+    lib.listToAttrs (
+      lib.concatLists (
+        lib.mapAttrsToList (
+          test: nodes:
+          lib.mapAttrsToList (node: config: lib.nameValuePair (nodeName test node) (f config)) (
+            lib.filterAttrs (_: pred) nodes
+          )
+        ) nodeConfigs
+      )
+    );
+  runsBarkeep = config: config.services.barkeep.enable or false;
 in
 {
   inputs = builtins.attrNames flake.inputs;
@@ -101,7 +123,20 @@ in
 
   testNames = lib.mapAttrs (_: t: t.name) vmTests;
   testScripts = lib.mapAttrs (_: t: t.testScript) vmTests;
-  testMachines = lib.mapAttrs (_: t: machine (evalNixos [ t.nodes.machine ])) vmTests;
+  # The test driver's globals: one per node (and `machine` when there is one node only).
+  testNodes = lib.mapAttrs (_: t: builtins.attrNames t.nodes) vmTests;
+  testMachines = nodesWhere runsBarkeep machine;
+  # The other nodes (vm-offsite's Garage).
+  otherNodes = nodesWhere (config: !runsBarkeep config) (config: {
+    failed = failedAssertions config;
+    garage = {
+      enable = config.services.garage.enable;
+      package = config.services.garage.package.name;
+      s3Bind = config.services.garage.settings.s3_api.api_bind_addr or null;
+      execStart = config.systemd.services.garage.serviceConfig.ExecStart;
+    };
+    firewall = config.networking.firewall.allowedTCPPorts;
+  });
   # The same modules as the flake's demo VM (apps.vm).
   demo =
     let

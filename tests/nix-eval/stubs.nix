@@ -19,6 +19,10 @@
 #    (hba_file, ident_file, ...), the ensureDBOwnership assertion, postgresql.target,
 #    postgresql.service (Type=notify, TimeoutSec=120, Restart=always, StartLimitBurst=5,
 #    StartLimitIntervalSec) and postgresql-setup.service with its script, generated the same way.
+#  - garageModule: nixos/modules/services/web-servers/garage.nix, whole (options and config), for
+#    the off-site store of tests/vm-offsite.nix: `package` has no default, `settings` is freeform
+#    TOML with typed `metadata_dir` and `data_dir`, the unit is DynamicUser with StateDirectory
+#    garage, and the `garage` CLI in systemPackages is a wrapper reading /etc/garage.toml.
 #  - nixosOptions: the other NixOS options the modules set, typed as NixOS types them where
 #    merging matters: systemd units use nixos/lib/systemd-unit-options.nix' `unitOption` (lists
 #    concatenate, two different values at one priority conflict) and its Type/Restart check;
@@ -96,29 +100,72 @@ let
     );
 
   # python310 of nixos-25.11 (pkgs/development/interpreters/python/default.nix there), with the
-  # few python packages barman.nix asks for.
-  python310 = fakeDrv "python3-3.10" {
-    version = "3.10";
-    pythonVersion = "3.10";
-    pkgs = {
-      buildPythonApplication =
-        args:
-        assert lib.assertMsg (args ? pname && args ? version && args ? src) "buildPythonApplication: pname, version, src";
-        mkDrvFrom args // { pythonVersion = "3.10"; };
-      fetchPypi =
+  # few python packages barman.nix asks for. As in pkgs/development/interpreters/python/
+  # python-packages-base.nix and mk-python-derivation.nix: an application's `dependencies` are
+  # propagated (with the interpreter), `toPythonModule` marks a derivation as providing modules
+  # for this interpreter (passthru only), and `withPackages` keeps only what provides modules
+  # (requiredPythonModules): an application passed as it is is dropped without a word.
+  python310 = lib.fix (
+    python:
+    fakeDrv "python3-3.10" {
+      version = "3.10";
+      pythonVersion = "3.10";
+      withPackages =
+        f:
+        let
+          modules = builtins.filter (d: d ? pythonModule && d.pythonModule == python) (f python.pkgs);
+        in
+        fakeDrv "python3-3.10-env" {
+          inherit modules;
+          pythonVersion = "3.10";
+        };
+      pkgs =
+        let
+          module =
+            pname:
+            fakeDrv "python3.10-${pname}" {
+              inherit pname;
+              pythonModule = python;
+            };
+        in
         {
-          pname,
-          version,
-          hash,
-          ...
-        }:
-        fakeDrv "${pname}-${version}.tar.gz" { inherit pname version hash; };
-      setuptools = fakeDrv "python3.10-setuptools" { };
-      argcomplete = fakeDrv "python3.10-argcomplete" { };
-      psycopg2 = fakeDrv "python3.10-psycopg2" { };
-      python-dateutil = fakeDrv "python3.10-python-dateutil" { };
+          buildPythonApplication =
+            args:
+            assert lib.assertMsg (args ? pname && args ? version && args ? src) "buildPythonApplication: pname, version, src";
+            mkDrvFrom args
+            // {
+              pythonVersion = "3.10";
+              propagatedBuildInputs = (args.dependencies or [ ]) ++ [ python ];
+              makeWrapperArgs = args.makeWrapperArgs or [ ];
+              pythonImportsCheck = args.pythonImportsCheck or [ ];
+            };
+          toPythonModule = drv: drv // { pythonModule = python; };
+          fetchPypi =
+            {
+              pname,
+              version,
+              hash,
+              ...
+            }:
+            fakeDrv "${pname}-${version}.tar.gz" { inherit pname version hash; };
+          setuptools = module "setuptools";
+          argcomplete = module "argcomplete";
+          psycopg2 = module "psycopg2";
+          python-dateutil = module "python-dateutil";
+          # pkgs/development/python-modules/boto3 (attribute `boto3` of every python package
+          # set, pkgs/top-level/python-packages.nix); its version at the 25.11 pin is not known here.
+          boto3 = module "boto3";
+        };
+    }
+  );
+
+  fakeGarage =
+    version:
+    fakeDrv "garage-${version}" {
+      pname = "garage";
+      inherit version;
+      meta.mainProgram = "garage";
     };
-  };
 
   pythonNewer =
     v:
@@ -139,6 +186,11 @@ let
       postgresql_17 = fakePostgresql "17.6";
       rsync = fakeDrv "rsync-3.4.1" { version = "3.4.1"; };
       curl = fakeDrv "curl-8" { };
+      # pkgs/tools/filesystems/garage/default.nix: garage_1, garage_2 and `garage` (= garage_1 in
+      # the version read here); the 2.x at the pin may be later than 2.3.0.
+      garage_1 = fakeGarage "1.3.1";
+      garage_2 = fakeGarage "2.3.0";
+      garage = fakeGarage "1.3.1";
       nixfmt = fakeDrv "nixfmt" { };
       # No python310: dropped before the 26.05 branch-off (NixOS/nixpkgs#490538).
       python3 = pythonNewer "3.13";
@@ -179,6 +231,33 @@ let
         { version, ... }@args:
         fakeDrv "${args.pname}-${version}.tar.gz" args;
       writeText = name: text: fakeDrv name { inherit text; };
+      writeScriptBin = name: text: fakeDrv name { inherit text; };
+      # pkgs/pkgs-lib/formats.nix: a TOML value is null, bool, int, float, str, path, or a list
+      # or attribute set of TOML values.
+      formats.toml =
+        { }:
+        {
+          type =
+            let
+              valueType =
+                types.nullOr (
+                  types.oneOf [
+                    types.bool
+                    types.int
+                    types.float
+                    types.str
+                    types.path
+                    (types.attrsOf valueType)
+                    (types.listOf valueType)
+                  ]
+                )
+                // {
+                  description = "TOML value";
+                };
+            in
+            valueType;
+          generate = name: _value: fakeDrv name { };
+        };
       formats.ini =
         { ... }:
         {
@@ -673,6 +752,108 @@ let
       };
     };
 
+  # --- nixos/modules/services/web-servers/garage.nix ----------------------------------------
+  garageModule = {
+    _file = "nixos/modules/services/web-servers/garage.nix (stand-in in tests/nix-eval/stubs.nix)";
+    imports = [ garageModuleBody ];
+  };
+  garageModuleBody =
+    { config, pkgs, ... }:
+    let
+      cfg = config.services.garage;
+      toml = pkgs.formats.toml { };
+      configFile = toml.generate "garage.toml" cfg.settings;
+    in
+    {
+      options.services.garage = {
+        enable = lib.mkEnableOption "Garage Object Storage (S3 compatible)";
+        package = mkOption {
+          description = "Garage package to use, needs to be set explicitly.";
+          type = types.package;
+        };
+        environmentFile = mkOption {
+          default = null;
+          type = types.nullOr types.path;
+        };
+        extraEnvironment = mkOption {
+          default = { };
+          type = types.attrsOf types.str;
+        };
+        logLevel = mkOption {
+          default = "info";
+          type = types.enum [
+            "error"
+            "warn"
+            "info"
+            "debug"
+            "trace"
+          ];
+        };
+        settings = mkOption {
+          type = types.submodule {
+            options = {
+              data_dir = mkOption {
+                default = "/var/lib/garage/data";
+                type = with types; either path (listOf attrs);
+              };
+              metadata_dir = mkOption {
+                default = "/var/lib/garage/meta";
+                type = types.path;
+              };
+            };
+            freeformType = toml.type;
+          };
+        };
+      };
+
+      config = mkIf cfg.enable {
+        environment.etc."garage.toml".source = configFile;
+        environment.systemPackages = [
+          (pkgs.writeScriptBin "garage" ''
+            set -a
+            [ -f ${lib.escapeShellArg cfg.environmentFile} ] && . ${lib.escapeShellArg cfg.environmentFile}
+            exec ${lib.escapeShellArg (lib.getExe cfg.package)} "$@"
+          '')
+        ];
+        systemd.services.garage = {
+          after = [
+            "network.target"
+            "network-online.target"
+          ];
+          description = "Garage Object Storage (S3 compatible)";
+          environment = {
+            RUST_LOG = mkDefault "garage=${cfg.logLevel}";
+          }
+          // cfg.extraEnvironment;
+          restartTriggers = [ configFile ] ++ lib.optional (cfg.environmentFile != null) cfg.environmentFile;
+          serviceConfig =
+            let
+              paths = lib.flatten (
+                [ cfg.settings.metadata_dir ]
+                ++ lib.optional (lib.isList cfg.settings.data_dir) (map (item: item.path) cfg.settings.data_dir)
+                ++ lib.optional (lib.isString cfg.settings.data_dir) [ cfg.settings.data_dir ]
+              );
+              isDefault = lib.hasPrefix "/var/lib/garage";
+            in
+            {
+              DynamicUser = mkDefault true;
+              EnvironmentFile = lib.optional (cfg.environmentFile != null) cfg.environmentFile;
+              ExecStart = "${cfg.package}/bin/garage server";
+              LimitNOFILE = 42000;
+              NoNewPrivileges = true;
+              ProtectHome = true;
+              ReadWritePaths = lib.filter (x: !(isDefault x)) paths;
+              StateDirectory = mkIf (lib.any isDefault paths) "garage";
+            };
+          wantedBy = [ "multi-user.target" ];
+          wants = [
+            "network.target"
+            "network-online.target"
+          ];
+        };
+      };
+    };
+
   # --- the other NixOS options barkeep's module and the flake's test machines set --------------
   nixosOptions = {
     options = {
@@ -746,6 +927,7 @@ in
     pkgs2605
     pkgs2511
     postgresqlModule
+    garageModule
     nixosOptions
     unitOption
     ;
