@@ -11,6 +11,9 @@
 //! 3. `web`: the dashboard and its live feed under 200 signed-in clients for 30 s.
 //! 4. `footprint`: the browser bundle, the server's memory, and the transaction list of 10,000
 //!    transactions (find the mistake), cold and cached.
+//! 5. `offsite`: the off-site copy on a real Garage: replicating a backup, and restores from the
+//!    bucket (production present, and the disaster with nothing local left) beside the local
+//!    one. Not part of `all` (it needs `scripts/sandbox install --offsite`).
 //!
 //! Sizes come from the environment (scripts/bench sets them): BENCH_BACKUPS, BENCH_SEGMENTS,
 //! BENCH_SAMPLES (figure 1), BENCH_SCALES (figure 2, pgbench scales, e.g. "7 70 350"),
@@ -19,6 +22,7 @@
 
 mod catalog;
 mod footprint;
+mod offsite;
 mod restore;
 mod table;
 mod web;
@@ -34,9 +38,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(bad) = figures
         .iter()
-        .find(|f| !["catalog", "restore", "web", "footprint"].contains(&f.as_str()))
+        .find(|f| !["catalog", "restore", "web", "footprint", "offsite"].contains(&f.as_str()))
     {
-        anyhow::bail!("no figure {bad:?}: choose catalog, restore, web, footprint or all");
+        anyhow::bail!("no figure {bad:?}: choose catalog, restore, web, footprint, offsite or all");
     }
     println!("{}", machine());
     let mut web_run = None;
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         match figure.as_str() {
             "catalog" => catalog::run(&catalog::Sizes::from_env())?,
             "restore" => restore::run(&env_list("BENCH_SCALES", &[7, 70]))?,
+            "offsite" => offsite::run(&env_list("BENCH_SCALES", &[7, 70]))?,
             "web" => web_run = Some(web::run(&web::Load::from_env())?),
             "footprint" => {
                 // The server's memory under load is figure 3's: run it when it was not asked.
