@@ -80,7 +80,9 @@ fn assert_no_children_left(sb: &Sandbox, point: &str) {
         let ours = cmdline.contains(&barman_conf)
             || cmdline.contains(&config)
             || (cmdline.contains("pg_ctl") && cmdline.contains(&data))
-            || (cmdline.contains("rsync") && cmdline.contains(&data));
+            || (cmdline.contains("rsync") && cmdline.contains(&data))
+            || (cmdline.contains("barman-cloud") && cmdline.contains(&data))
+            || cmdline.contains("barkeep: fetch the WAL");
         // barman cron runs every minute in the sandbox only with barkeep started; this
         // sandbox has none.
         assert!(!ours, "{point}: still running: {cmdline}");
@@ -526,4 +528,45 @@ fn a_crash_at_any_step_of_a_preview_leaves_production_with_its_data() {
         let kept = ok(barkeep(&sb, &["restore", "kept"], None));
         assert!(!kept.as_array().expect("a list").is_empty());
     }
+}
+
+/// A restore from the off-site bucket is the same journaled restore: killed at any point on the
+/// way to paused (also while barman-cloud-restore writes into the data directory), resume rolls
+/// it back to production with its data; paused when killed, it is paused again.
+#[test]
+fn a_crash_in_a_restore_from_the_bucket_is_resumed_or_rolled_back_like_a_local_one() {
+    let sb = Sandbox::up(SandboxOptions::default().with_offsite());
+    sb.psql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    // Restored from the sandbox's first backup and the WAL after it.
+    sb.psql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100000) g");
+    let target = now_utc();
+    sb.psql("DELETE FROM t WHERE id % 3 = 0");
+    sb.barman_ok(&["switch-wal", "--force", "--archive", "pg"]);
+    let t0 = std::time::Instant::now();
+    let s = ok(barkeep(&sb, &["offsite", "replicate"], None));
+    eprintln!("replicated in {:?}", t0.elapsed());
+    assert!(s["error"].is_null(), "{s}");
+    let before = checksum(&sb);
+    let restore = ["offsite", "restore", "--target-time", target.as_str()];
+
+    // While barman-cloud-restore writes into the data directory, and between the recover and
+    // the start (the step boundaries are the local restore's, tested at each point above).
+    for point in ["recover:child", "recover:finished"] {
+        let t0 = std::time::Instant::now();
+        crash_at(&sb, &restore, point);
+        eprintln!("{point}: killed after {:?}", t0.elapsed());
+        let s = ok(barkeep(&sb, &["restore", "resume"], None));
+        eprintln!("{point}: resumed after {:?}", t0.elapsed());
+        assert_eq!(s["outcome"]["outcome"], "rolled_back", "{point}: {s}");
+        assert_no_children_left(&sb, point);
+        assert_rolled_back(&sb, &before, point);
+    }
+    let point = "start_paused:finished";
+    crash_at(&sb, &restore, point);
+    let s = ok(barkeep(&sb, &["restore", "resume"], None));
+    assert_eq!(s["state"], "paused", "{point}: {s}");
+    assert!(in_recovery(&sb));
+    assert_eq!(sb.psql("SELECT count(*) FROM t").trim(), "100000");
+    ok(barkeep(&sb, &["restore", "rollback"], None));
+    assert_rolled_back(&sb, &before, "rollback after the resumed pause");
 }

@@ -121,20 +121,15 @@ impl Engine {
                 pre_restore_kept,
             });
         }
+        warnings.extend(space::second_restore_warning(
+            &parent,
+            free_bytes,
+            needed_bytes,
+            &pre_restore_kept,
+        ));
         // Barman's check also makes its directories of a rebuilt host, which archiving the
         // restored database's new timeline needs.
-        let checks = match self.barman().check().await {
-            Ok(c) => c,
-            Err(e) => {
-                warnings.push(format!("barman check could not run: {e}"));
-                Vec::new()
-            }
-        };
-        warnings.extend(checks.iter().filter(|c| !c.ok).map(|c| {
-            format!("barman check: {} FAILED {}", c.name, c.hint)
-                .trim_end()
-                .to_owned()
-        }));
+        let checks = self.barman_check_for_plan(&mut warnings).await;
         Ok(Plan {
             pre_restore_dir: self.state_dir().pre_restore(&restore_id),
             restore_id,

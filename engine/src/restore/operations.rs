@@ -39,7 +39,12 @@ impl Engine {
         let _lock = self.exclusive().await?;
         self.refuse_if_in_progress()?;
         let plan = self.plan_in(target, backup_id, choice).await?;
-        // The journal first: from here on every crash is resumed or rolled back by it.
+        self.run_planned(plan).await
+    }
+
+    /// A planned restore, journaled first (from here on every crash is resumed or rolled back
+    /// by the journal), then run up to paused.
+    async fn run_planned(&self, plan: Plan) -> Result<RestoreStatus, RestoreError> {
         let mut journal = Journal::create(self.state_dir(), &plan.restore_id)?;
         journal.append(Record::Planned {
             plan: Box::new(plan.clone()),
@@ -63,15 +68,7 @@ impl Engine {
         let _lock = self.exclusive().await?;
         self.refuse_if_in_progress()?;
         let plan = self.plan_from_bucket(target, backup_id).await?;
-        let mut journal = Journal::create(self.state_dir(), &plan.restore_id)?;
-        journal.append(Record::Planned {
-            plan: Box::new(plan.clone()),
-        })?;
-        let run = Run::new(journal, &[], plan.recover_dir());
-        let result = self
-            .run_to_paused(&run, &plan, Step::Plan, plan.target, &plan.backup_id)
-            .await;
-        self.finish_or_roll_back(run, &plan, result).await
+        self.run_planned(plan).await
     }
 
     /// Retry at another target: back to an empty data directory, recover, start paused.

@@ -122,18 +122,7 @@ impl Engine {
                 RestoreMode::Preview(self.preview_for(&restore_id, hold_writes, backup).await?)
             }
         };
-        let checks = match self.barman().check().await {
-            Ok(c) => c,
-            Err(e) => {
-                warnings.push(format!("barman check could not run: {e}"));
-                Vec::new()
-            }
-        };
-        warnings.extend(checks.iter().filter(|c| !c.ok).map(|c| {
-            format!("barman check: {} FAILED {}", c.name, c.hint)
-                .trim_end()
-                .to_owned()
-        }));
+        let checks = self.barman_check_for_plan(&mut warnings).await;
 
         Ok(Plan {
             pre_restore_dir: self.state_dir().pre_restore(&restore_id),
@@ -154,6 +143,27 @@ impl Engine {
             warnings,
             source: RestoreSource::Catalog,
         })
+    }
+
+    /// `barman check` for a plan: its items, and a warning for each that failed (or for the
+    /// check that could not run).
+    pub(super) async fn barman_check_for_plan(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Vec<crate::barman::CheckItem> {
+        let checks = match self.barman().check().await {
+            Ok(c) => c,
+            Err(e) => {
+                warnings.push(format!("barman check could not run: {e}"));
+                Vec::new()
+            }
+        };
+        warnings.extend(checks.iter().filter(|c| !c.ok).map(|c| {
+            format!("barman check: {} FAILED {}", c.name, c.hint)
+                .trim_end()
+                .to_owned()
+        }));
+        checks
     }
 
     /// Another target for a paused restore: re-validated against the catalog as it is now.

@@ -42,7 +42,10 @@ fn one_size(scale: u32) -> anyhow::Result<()> {
             .args(["-p", &sb.pg_port().to_string(), "-U", "postgres", "app"]),
     )?;
     let size = sb.psql("SELECT pg_size_pretty(pg_database_size('app'))");
-    // The first backup and the load's WAL go first, so that the measured run is the backup.
+    // The first backup and the load's WAL go first (archived by Barman: a switch-wal --archive
+    // waits for its segment, so for every one before it), so that the measured run is the
+    // backup and its own WAL.
+    sb.barman_ok(&["switch-wal", "--force", "--archive", SERVER]);
     let first = rt.block_on(engine.offsite_replicate())?;
     anyhow::ensure!(first.in_sync(), "the first run left a lag: {first:?}");
     sb.barman_ok(&["backup", "--immediate-checkpoint", "--wait", SERVER]);
@@ -147,7 +150,7 @@ fn one_size(scale: u32) -> anyhow::Result<()> {
         secs(bucket_total),
         ratio(bucket_total, local_total),
         format!(
-            "down {}; recover {}",
+            "down {}; recover: {}",
             secs(bucket_down),
             step_detail(&bucket, Step::Recover)
         ),
@@ -157,7 +160,7 @@ fn one_size(scale: u32) -> anyhow::Result<()> {
         secs(disaster_total),
         ratio(disaster_total, local_total),
         format!(
-            "{}; then accept {}",
+            "recover: {}; then accept {}",
             step_detail(&disaster, Step::Recover),
             secs(accept)
         ),
@@ -182,13 +185,13 @@ fn step_ms(status: &RestoreStatus, step: Step) -> String {
         .map_or("?".into(), ms)
 }
 
+/// The step's journaled detail (which ends with its time), else its time.
 fn step_detail(status: &RestoreStatus, step: Step) -> String {
-    let detail = status
+    status
         .steps
         .iter()
         .rev()
         .find(|s| s.step == step)
         .and_then(|s| s.detail.clone())
-        .unwrap_or_default();
-    format!("{} ({detail})", step_ms(status, step))
+        .unwrap_or_else(|| step_ms(status, step))
 }
