@@ -120,6 +120,43 @@ pub struct DashboardView {
     pub check_running: bool,
     /// The restore that is open (running or paused), if any.
     pub restore_open: Option<OpenRestore>,
+    /// The off-site copy as the last replication run left it; `None` when `[offsite]` is not
+    /// configured.
+    #[serde(default)]
+    pub offsite: Option<OffsiteView>,
+}
+
+/// The off-site copy: where it goes and how far behind it is (from the last replication run,
+/// never from the bucket on the page's read path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteView {
+    pub bucket_url: String,
+    pub endpoint_url: String,
+    /// The last run, or `None` before the first.
+    pub last_run: Option<OffsiteRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteRun {
+    pub finished: DateTime<Utc>,
+    /// Why it did not finish its work; `None`: it did.
+    pub error: Option<String>,
+    /// WAL segments the bucket lacks (`None`: unknown).
+    pub missing_segments: Option<usize>,
+    pub missing_wals: Option<usize>,
+    /// What a restore from the bucket alone could not replay, in seconds.
+    pub lag_seconds: Option<i64>,
+    pub missing_backups: Option<usize>,
+    pub newest_offsite_backup: Option<String>,
+    pub copied_wals: usize,
+    pub copied_backups: Vec<String>,
+}
+
+impl OffsiteRun {
+    /// The last run finished and the bucket holds everything.
+    pub fn in_sync(&self) -> bool {
+        self.error.is_none() && self.missing_wals == Some(0) && self.missing_backups == Some(0)
+    }
 }
 
 /// A restore that is not closed yet.

@@ -196,6 +196,11 @@ pub async fn dashboard(engine: &engine::Engine) -> DashboardView {
         check: engine.last_barman_check().as_deref().map(views::check),
         check_running: engine.barman_check_running(),
         restore_open,
+        offsite: engine
+            .config()
+            .offsite
+            .as_ref()
+            .map(|o| views::offsite(o, engine.offsite_status())),
     }
 }
 
@@ -208,6 +213,27 @@ mod views {
     use crate::model::{
         AppError, BackupRow, CatalogView, CheckLine, CheckView, PostgresState, PostgresView,
     };
+
+    pub fn offsite(
+        config: &engine::config::OffsiteConfig,
+        last: Option<engine::offsite::OffsiteStatus>,
+    ) -> crate::model::OffsiteView {
+        crate::model::OffsiteView {
+            bucket_url: config.bucket_url.clone(),
+            endpoint_url: config.endpoint_url.clone(),
+            last_run: last.map(|s| crate::model::OffsiteRun {
+                finished: s.finished,
+                error: s.error,
+                missing_segments: s.lag.as_ref().map(|l| l.missing_segments),
+                missing_wals: s.lag.as_ref().map(|l| l.missing_wals),
+                lag_seconds: s.lag.as_ref().map(|l| l.seconds),
+                missing_backups: s.lag.as_ref().map(|l| l.missing_backups),
+                newest_offsite_backup: s.newest_offsite_backup,
+                copied_wals: s.copied_wals,
+                copied_backups: s.copied_backups,
+            }),
+        }
+    }
 
     pub fn check(report: &engine::checks::CheckReport) -> CheckView {
         CheckView {
