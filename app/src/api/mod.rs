@@ -228,7 +228,7 @@ mod views {
                 missing_wals: s.lag.as_ref().map(|l| l.missing_wals),
                 lag_seconds: s.lag.as_ref().map(|l| l.seconds),
                 missing_backups: s.lag.as_ref().map(|l| l.missing_backups),
-                newest_offsite_backup: s.newest_offsite_backup,
+                newest_offsite_backup: s.newest_offsite_backup().map(str::to_owned),
                 copied_wals: s.copied_wals,
                 copied_backups: s.copied_backups,
             }),
