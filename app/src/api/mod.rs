@@ -222,13 +222,14 @@ mod views {
             bucket_url: config.bucket_url.clone(),
             endpoint_url: config.endpoint_url.clone(),
             last_run: last.map(|s| crate::model::OffsiteRun {
+                // Read before the fields below move out of the status.
+                newest_offsite_backup: s.newest_offsite_backup().map(str::to_owned),
                 finished: s.finished,
                 error: s.error,
                 missing_segments: s.lag.as_ref().map(|l| l.missing_segments),
                 missing_wals: s.lag.as_ref().map(|l| l.missing_wals),
                 lag_seconds: s.lag.as_ref().map(|l| l.seconds),
                 missing_backups: s.lag.as_ref().map(|l| l.missing_backups),
-                newest_offsite_backup: s.newest_offsite_backup().map(str::to_owned),
                 copied_wals: s.copied_wals,
                 copied_backups: s.copied_backups,
             }),
