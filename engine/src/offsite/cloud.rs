@@ -224,6 +224,7 @@ fn last_error(out: &CommandOutput) -> String {
     let errors: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("ERROR") || l.contains("Error") || l.contains("error"))
+        .map(message_of)
         .collect();
     if errors.is_empty() {
         tail(&format!("{}\n{}", out.stdout, out.stderr))
@@ -232,7 +233,54 @@ fn last_error(out: &CommandOutput) -> String {
     }
 }
 
+/// A line of Barman's log without the prefix its cloud tools write
+/// (`%(asctime)s [%(process)s] %(levelname)s: `): the message a person reads.
+/// `2026-11-28 18:05:17,034 [10215] ERROR: Can't connect to cloud provider: ...` gives
+/// `Can't connect to cloud provider: ...`; any other line is kept as it is.
+fn message_of(line: &str) -> &str {
+    let line = line.trim();
+    let starts_with_date = line.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    let Some((head, rest)) = line.split_once("] ") else {
+        return line;
+    };
+    if !starts_with_date || !head.contains(" [") {
+        return line;
+    }
+    match rest.split_once(": ") {
+        Some((level, message))
+            if !level.is_empty() && level.bytes().all(|b| b.is_ascii_uppercase()) =>
+        {
+            message
+        }
+        _ => line,
+    }
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_of_barmans_log_is_told_without_its_time_and_process() {
+        assert_eq!(
+            message_of(
+                "2026-11-28 18:05:17,034 [10215] ERROR: Can't connect to cloud provider: \
+                 Could not connect to the endpoint URL: \"http://127.0.0.1:3931/barkeep\""
+            ),
+            "Can't connect to cloud provider: Could not connect to the endpoint URL: \
+             \"http://127.0.0.1:3931/barkeep\""
+        );
+        for kept in [
+            "the store refused the credentials (AccessDenied)",
+            "ClientError: An error occurred [x] here: (NoSuchKey)",
+            "",
+        ] {
+            assert_eq!(message_of(kept), kept);
+        }
+    }
 }
