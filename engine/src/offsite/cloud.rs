@@ -30,6 +30,13 @@ impl Bucket {
         self.wals.iter().map(|w| w.name.clone()).collect()
     }
 
+    /// The newest WAL file it holds, in WAL order: WAL file names sort as the WAL runs
+    /// (timeline, then position; a history file after its parent timeline's segments, a backup
+    /// label after its segment).
+    pub fn newest_wal(&self) -> Option<&str> {
+        self.wals.iter().map(|w| w.name.as_str()).max()
+    }
+
     /// The ids of the backups it holds that are DONE (usable for a restore).
     pub fn done_backups(&self) -> BTreeSet<String> {
         self.backups
@@ -265,6 +272,15 @@ fn tail(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn wal(name: &str) -> RemoteWal {
+        RemoteWal {
+            name: name.into(),
+            key: format!("sandbox/pg/wals/{name}.gz"),
+            size: 1,
+            modified: 0.0,
+        }
+    }
+
     #[test]
     fn an_error_line_of_barmans_log_is_told_without_its_time_and_process() {
         assert_eq!(
@@ -282,5 +298,27 @@ mod tests {
         ] {
             assert_eq!(message_of(kept), kept);
         }
+    }
+
+    #[test]
+    fn the_newest_wal_file_is_the_last_in_wal_order_not_in_listing_order() {
+        let bucket = |names: &[&str]| Bucket {
+            wals: names.iter().map(|n| wal(n)).collect(),
+            backups: Vec::new(),
+        };
+        assert_eq!(bucket(&[]).newest_wal(), None);
+        let b = bucket(&[
+            "000000010000000000000003",
+            "000000010000000000000002.00000028.backup",
+            "00000002.history",
+            "000000010000000000000004",
+        ]);
+        assert_eq!(b.newest_wal(), Some("00000002.history"));
+        let b = bucket(&[
+            "000000020000000000000004",
+            "00000002.history",
+            "000000010000000000000004",
+        ]);
+        assert_eq!(b.newest_wal(), Some("000000020000000000000004"));
     }
 }
