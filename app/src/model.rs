@@ -159,6 +159,31 @@ impl OffsiteRun {
     }
 }
 
+/// What the off-site bucket holds now, listed on demand ("Verify off-site copy"): read from the
+/// bucket itself, not from the last replication run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteListingView {
+    pub listed_at: DateTime<Utc>,
+    /// The backups in the bucket, oldest first.
+    pub backups: Vec<OffsiteBackupRow>,
+    /// WAL files in the bucket (segments, history files, backup labels).
+    pub wal_files: usize,
+    /// The newest of them in WAL order.
+    pub newest_wal: Option<String>,
+}
+
+/// One backup in the off-site bucket, as Barman's cloud catalog describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteBackupRow {
+    pub id: String,
+    /// Barman's status of the copy (`DONE` is usable for a restore).
+    pub status: String,
+    /// The first and last WAL file the backup needs.
+    pub begin_wal: Option<String>,
+    pub end_wal: Option<String>,
+    pub end: Option<DateTime<Utc>>,
+}
+
 /// A restore that is not closed yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenRestore {

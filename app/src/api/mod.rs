@@ -236,6 +236,40 @@ mod views {
         }
     }
 
+    /// What the bucket holds, as "Verify off-site copy" shows it.
+    pub fn offsite_listing(
+        listed_at: DateTime<Utc>,
+        bucket: &engine::offsite::Bucket,
+    ) -> crate::model::OffsiteListingView {
+        crate::model::OffsiteListingView {
+            listed_at,
+            backups: bucket
+                .backups
+                .iter()
+                .map(|b| crate::model::OffsiteBackupRow {
+                    id: b.id.clone(),
+                    status: b.status.clone(),
+                    begin_wal: b.begin_wal.clone(),
+                    end_wal: b.end_wal.clone(),
+                    end: b.end_time.and_then(from_epoch),
+                })
+                .collect(),
+            wal_files: bucket.wals.len(),
+            newest_wal: bucket.newest_wal().map(str::to_owned),
+        }
+    }
+
+    /// Seconds since the epoch (as the cloud tools write times) as a time; `None` when out of
+    /// range.
+    fn from_epoch(secs: f64) -> Option<DateTime<Utc>> {
+        if !secs.is_finite() {
+            return None;
+        }
+        let whole = secs.floor();
+        let nanos = ((secs - whole) * 1e9) as u32;
+        DateTime::from_timestamp(whole as i64, nanos.min(999_999_999))
+    }
+
     pub fn check(report: &engine::checks::CheckReport) -> CheckView {
         CheckView {
             started: report.started,
