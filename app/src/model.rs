@@ -132,6 +132,9 @@ pub struct DashboardView {
 pub struct OffsiteView {
     pub bucket_url: String,
     pub endpoint_url: String,
+    /// Seconds between two replication runs (`offsite.interval_secs`): a failed run is tried
+    /// again that much later.
+    pub interval_secs: u64,
     /// The last run, or `None` before the first.
     pub last_run: Option<OffsiteRun>,
 }

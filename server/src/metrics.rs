@@ -274,6 +274,7 @@ mod tests {
             offsite: Some(app::model::OffsiteView {
                 bucket_url: "s3://barkeep/pg".into(),
                 endpoint_url: "http://127.0.0.1:3900".into(),
+                interval_secs: 60,
                 last_run: Some(app::model::OffsiteRun {
                     finished: at(35),
                     error: Some("cannot reach the off-site endpoint".into()),

@@ -221,6 +221,7 @@ mod views {
         crate::model::OffsiteView {
             bucket_url: config.bucket_url.clone(),
             endpoint_url: config.endpoint_url.clone(),
+            interval_secs: config.interval_secs,
             last_run: last.map(|s| crate::model::OffsiteRun {
                 // Read before the fields below move out of the status.
                 newest_offsite_backup: s.newest_offsite_backup().map(str::to_owned),
