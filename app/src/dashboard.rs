@@ -1,16 +1,18 @@
 //! The dashboard: PostgreSQL, WAL age, the backups and the recovery window on a time axis, the
-//! last `barman check`, and the operator's actions. The server renders it from one read; in the
+//! last `barman check`, the off-site copy (when configured), and the operator's actions. The server renders it from one read; in the
 //! browser it then follows the server's event stream (`/live/dashboard`): every open page gets
 //! the same read, pushed, without reloading.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use leptos::prelude::*;
 
-use crate::api::{overview, whoami, BackupNow, BarmanCheckNow, CheckBackup, SwitchWal};
+use crate::api::{
+    overview, whoami, BackupNow, BarmanCheckNow, CheckBackup, SwitchWal, VerifyOffsite,
+};
 use crate::clock::{span, time_or_dash, time_view, utc};
 use crate::model::{
-    ActionDone, AppError, BackupRow, CatalogView, CheckView, DashboardView, PostgresState,
-    PostgresView, Role,
+    ActionDone, AppError, BackupRow, CatalogView, CheckView, DashboardView, OffsiteListingView,
+    OffsiteRun, OffsiteView, PostgresState, PostgresView, Role,
 };
 use crate::pages::error_words;
 
@@ -87,6 +89,7 @@ pub fn Dashboard() -> impl IntoView {
         backup: ServerAction::new(),
         check: ServerAction::new(),
         check_backup: ServerAction::new(),
+        verify_offsite: ServerAction::new(),
     };
     view! {
         <p id="live-state" class="muted live-state" role="status">
@@ -129,6 +132,7 @@ struct Actions {
     backup: ServerAction<BackupNow>,
     check: ServerAction<BarmanCheckNow>,
     check_backup: ServerAction<CheckBackup>,
+    verify_offsite: ServerAction<VerifyOffsite>,
 }
 
 /// Follows the server's event stream into `live` (the browser reconnects by itself).
@@ -199,11 +203,16 @@ fn cards(view: DashboardView, operator: bool, actions: Actions) -> impl IntoView
         }
         .into_any(),
     };
+    let read_at = view.postgres.checked_at;
+    let offsite = view
+        .offsite
+        .map(|o| offsite_card(o, read_at, operator, actions.verify_offsite));
     view! {
         {banner}
         {postgres_card(view.postgres)}
         {catalog}
         {check_card(view.check, view.check_running, operator, actions.check)}
+        {offsite}
     }
 }
 
@@ -589,6 +598,234 @@ fn check_card(
             })}
         </section>
     }
+}
+
+/// `1 backup`, `2 backups`.
+fn count(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// The off-site copy as the last replication run left it (the page never reads the bucket
+/// itself), and for operators the bucket listed on demand ("Verify off-site copy").
+fn offsite_card(
+    view: OffsiteView,
+    read_at: DateTime<Utc>,
+    operator: bool,
+    verify: ServerAction<VerifyOffsite>,
+) -> impl IntoView {
+    let every = view.interval_secs;
+    let (state, facts, error) = match view.last_run {
+        None => (
+            view! {
+                <span class="badge late">"no run yet"</span>
+                <span class="muted">
+                    {format!(" barkeep replicates every {every} s; the first run has not finished")}
+                </span>
+            }
+            .into_any(),
+            None,
+            None,
+        ),
+        Some(run) => {
+            let state = if run.error.is_some() {
+                view! { <span class=Health::Stale.class()>"last run failed"</span> }.into_any()
+            } else if run.in_sync() {
+                view! {
+                    <span class=Health::Good.class()>"in sync"</span>
+                    <span class="muted">" at the last run: the bucket holds every WAL file and backup"</span>
+                }
+                .into_any()
+            } else {
+                view! {
+                    <span class=Health::Late.class()>"behind"</span>
+                    <span class="muted">{format!(" the next run copies what is missing (every {every} s)")}</span>
+                }
+                .into_any()
+            };
+            let error = run.error.clone();
+            (state, Some(offsite_run_facts(run, read_at)), error)
+        }
+    };
+    let error = error.map(|e| {
+        view! {
+            <p class="error" id="offsite-error" role="alert">
+                {format!("The last replication run failed: {e}")}
+            </p>
+            <p class="muted">
+                {format!(
+                    "Local archiving and backups go on without the bucket. barkeep tries again \
+                     every {every} s, and the bucket catches up at the first run that succeeds; \
+                     until then the lag above grows."
+                )}
+            </p>
+        }
+    });
+    view! {
+        <section class="card" id="offsite">
+            <h2>"Off-site copy"</h2>
+            <dl class="facts">
+                <dt>"Bucket"</dt>
+                <dd id="offsite-bucket" class="mono">{view.bucket_url}</dd>
+                <dt>"Endpoint"</dt>
+                <dd id="offsite-endpoint" class="mono">{view.endpoint_url}</dd>
+                <dt>"State"</dt>
+                <dd id="offsite-state">{state}</dd>
+                {facts}
+            </dl>
+            {error}
+            {operator.then(|| verify_offsite(verify))}
+        </section>
+    }
+}
+
+/// What the last replication run found and did.
+fn offsite_run_facts(run: OffsiteRun, read_at: DateTime<Utc>) -> impl IntoView {
+    let copied = match (run.copied_wals, run.copied_backups.as_slice()) {
+        (0, []) if run.error.is_some() => String::new(),
+        (0, []) => "; nothing to copy".to_owned(),
+        (n, []) => format!("; copied {}", count(n, "WAL file")),
+        (n, ids) => format!(
+            "; copied {} and backup {}",
+            count(n, "WAL file"),
+            ids.join(", ")
+        ),
+    };
+    // A failed run may have copied some before it stopped.
+    let copied = if run.error.is_some() && !copied.is_empty() {
+        format!("{copied} before it stopped")
+    } else {
+        copied
+    };
+    let lag = match (run.missing_segments, run.lag_seconds) {
+        (Some(segments), Some(secs)) => {
+            let others = run.missing_wals.map_or(0, |w| w.saturating_sub(segments));
+            let mut words = format!("{}, {secs} s", count(segments, "WAL segment"));
+            if secs >= 120 {
+                words.push_str(&format!(" ({})", span(TimeDelta::seconds(secs))));
+            }
+            if others > 0 {
+                words.push_str(&format!(", and {}", count(others, "other WAL file")));
+            }
+            let behind = segments > 0 || secs > 0 || others > 0;
+            view! {
+                <span class=if behind { "warn" } else { "" }>{words}</span>
+                {behind.then(|| view! {
+                    <span class="muted">" of archive a restore from the bucket alone could not replay yet"</span>
+                })}
+            }
+            .into_any()
+        }
+        // The run stopped before it compared the bucket with the catalog (its error says why).
+        _ => view! { <span class="muted">"unknown: the last run stopped before it could compare"</span> }
+            .into_any(),
+    };
+    let missing_backups = run.missing_backups;
+    view! {
+        <dt>"Last run"</dt>
+        <dd id="offsite-last-run">
+            {time_view(run.finished)}
+            {format!(" ({} ago){copied}", span(read_at - run.finished))}
+        </dd>
+        <dt>"Lag"</dt>
+        <dd id="offsite-lag">{lag}</dd>
+        <dt>"Backups missing"</dt>
+        <dd
+            id="offsite-missing-backups"
+            class={if missing_backups.unwrap_or(0) > 0 { "warn" } else { "" }}
+        >
+            {missing_backups.map_or_else(|| "unknown".to_owned(), |n| n.to_string())}
+        </dd>
+        <dt>"Newest off-site backup"</dt>
+        <dd id="offsite-newest-backup" class="mono">
+            {run.newest_offsite_backup.unwrap_or_else(|| "none yet".to_owned())}
+        </dd>
+    }
+}
+
+/// "Verify off-site copy": the bucket listed now, from the bucket itself.
+fn verify_offsite(verify: ServerAction<VerifyOffsite>) -> impl IntoView {
+    view! {
+        <div class="action">
+            <button
+                id="verify-offsite"
+                on:click=move |_| { verify.dispatch(VerifyOffsite {}); }
+                disabled=move || verify.pending().get()
+            >
+                {move || if verify.pending().get() { "Listing the bucket…" } else { "Verify off-site copy" }}
+            </button>
+            <p class="muted">
+                "Lists what the bucket holds now, read from the bucket itself: its backups and \
+                 WAL files."
+            </p>
+        </div>
+        <div id="verify-offsite-result" role="status">
+            {move || verify.value().get().map(offsite_listing)}
+        </div>
+    }
+}
+
+fn offsite_listing(listing: Result<OffsiteListingView, AppError>) -> impl IntoView {
+    let l = match listing {
+        Ok(l) => l,
+        Err(e) => {
+            return view! {
+                <p class="error">{format!("The bucket could not be listed: {e}")}</p>
+            }
+            .into_any()
+        }
+    };
+    let newest = l
+        .newest_wal
+        .map(|w| format!(", the newest {w}"))
+        .unwrap_or_default();
+    let summary = format!(
+        "Listed at {} UTC: {} and {}{newest}.",
+        l.listed_at.format("%H:%M:%S"),
+        count(l.backups.len(), "backup"),
+        count(l.wal_files, "WAL file"),
+    );
+    let rows = l
+        .backups
+        .into_iter()
+        .rev()
+        .map(|b| {
+            let wal = match (b.begin_wal, b.end_wal) {
+                (Some(from), Some(to)) if from == to => from,
+                (Some(from), Some(to)) => format!("{from} → {to}"),
+                (Some(w), None) | (None, Some(w)) => w,
+                (None, None) => "—".to_owned(),
+            };
+            view! {
+                <tr>
+                    <td class="mono">{b.id}</td>
+                    <td>{b.status}</td>
+                    <td>{time_or_dash(b.end)}</td>
+                    <td class="mono">{wal}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <p id="verify-offsite-summary">{summary}</p>
+        <div class="table-scroll">
+            <table id="offsite-backup-list">
+                <thead>
+                    <tr>
+                        <th>"Backup in the bucket"</th>
+                        <th>"Status"</th>
+                        <th>"Ended"</th>
+                        <th>"WAL it needs"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+    }
+    .into_any()
 }
 
 /// The operator's actions on the live server, each with what it does.

@@ -120,6 +120,71 @@ pub struct DashboardView {
     pub check_running: bool,
     /// The restore that is open (running or paused), if any.
     pub restore_open: Option<OpenRestore>,
+    /// The off-site copy as the last replication run left it; `None` when `[offsite]` is not
+    /// configured.
+    #[serde(default)]
+    pub offsite: Option<OffsiteView>,
+}
+
+/// The off-site copy: where it goes and how far behind it is (from the last replication run,
+/// never from the bucket on the page's read path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteView {
+    pub bucket_url: String,
+    pub endpoint_url: String,
+    /// Seconds between two replication runs (`offsite.interval_secs`): a failed run is tried
+    /// again that much later.
+    pub interval_secs: u64,
+    /// The last run, or `None` before the first.
+    pub last_run: Option<OffsiteRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteRun {
+    pub finished: DateTime<Utc>,
+    /// Why it did not finish its work; `None`: it did.
+    pub error: Option<String>,
+    /// WAL segments the bucket lacks (`None`: unknown).
+    pub missing_segments: Option<usize>,
+    pub missing_wals: Option<usize>,
+    /// What a restore from the bucket alone could not replay, in seconds.
+    pub lag_seconds: Option<i64>,
+    pub missing_backups: Option<usize>,
+    pub newest_offsite_backup: Option<String>,
+    pub copied_wals: usize,
+    pub copied_backups: Vec<String>,
+}
+
+impl OffsiteRun {
+    /// The last run finished and the bucket holds everything.
+    pub fn in_sync(&self) -> bool {
+        self.error.is_none() && self.missing_wals == Some(0) && self.missing_backups == Some(0)
+    }
+}
+
+/// What the off-site bucket holds now, listed on demand ("Verify off-site copy"): read from the
+/// bucket itself, not from the last replication run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteListingView {
+    pub listed_at: DateTime<Utc>,
+    /// The backups in the bucket, oldest first.
+    pub backups: Vec<OffsiteBackupRow>,
+    /// WAL files in the bucket (segments, history files, backup labels).
+    pub wal_files: usize,
+    /// The newest of them in WAL order.
+    pub newest_wal: Option<String>,
+}
+
+/// One backup in the off-site bucket, as Barman's cloud catalog describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsiteBackupRow {
+    pub id: String,
+    /// Barman's status of the copy (`DONE` is usable for a restore).
+    pub status: String,
+    /// The first and last WAL file the backup needs.
+    pub begin_wal: Option<String>,
+    pub end_wal: Option<String>,
+    pub end: Option<DateTime<Utc>>,
 }
 
 /// A restore that is not closed yet.

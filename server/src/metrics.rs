@@ -128,6 +128,42 @@ pub fn render(view: &DashboardView, now: DateTime<Utc>) -> String {
             check.finished.timestamp(),
         );
     }
+    if let Some(run) = view.offsite.as_ref().and_then(|o| o.last_run.as_ref()) {
+        out.gauge(
+            "barkeep_offsite_last_run_ok",
+            "The last off-site replication run finished its work (1) or not (0).",
+            &[],
+            i64::from(run.error.is_none()),
+        );
+        out.gauge(
+            "barkeep_offsite_last_run_timestamp_seconds",
+            "When the last off-site replication run finished (Unix time).",
+            &[],
+            run.finished.timestamp(),
+        );
+        for (name, help, value) in [
+            (
+                "barkeep_offsite_lag_segments",
+                "WAL segments of Barman's catalog the off-site bucket lacks.",
+                run.missing_segments.map(|n| n as i64),
+            ),
+            (
+                "barkeep_offsite_lag_seconds",
+                "Archive time the off-site bucket could not replay: from its last WAL file with no \
+                 hole before it to the newest local one.",
+                run.lag_seconds,
+            ),
+            (
+                "barkeep_offsite_missing_backups",
+                "Backups of Barman's catalog (DONE) the off-site bucket lacks.",
+                run.missing_backups.map(|n| n as i64),
+            ),
+        ] {
+            if let Some(v) = value {
+                out.gauge(name, help, &[], v);
+            }
+        }
+    }
     out.text
 }
 
@@ -235,6 +271,22 @@ mod tests {
                 restore_id: Some("r20261127T100000000Z".into()),
                 state: "paused".into(),
             }),
+            offsite: Some(app::model::OffsiteView {
+                bucket_url: "s3://barkeep/pg".into(),
+                endpoint_url: "http://127.0.0.1:3900".into(),
+                interval_secs: 60,
+                last_run: Some(app::model::OffsiteRun {
+                    finished: at(35),
+                    error: Some("cannot reach the off-site endpoint".into()),
+                    missing_segments: Some(4),
+                    missing_wals: Some(5),
+                    lag_seconds: Some(180),
+                    missing_backups: Some(0),
+                    newest_offsite_backup: Some("20261120T000000".into()),
+                    copied_wals: 0,
+                    copied_backups: Vec::new(),
+                }),
+            }),
         }
     }
 
@@ -253,6 +305,10 @@ mod tests {
             "barkeep_restore_state{state=\"paused\"} 1",
             "barkeep_restore_state{state=\"none\"} 0",
             "barkeep_barman_check_ok 0",
+            "barkeep_offsite_last_run_ok 0",
+            "barkeep_offsite_lag_segments 4",
+            "barkeep_offsite_lag_seconds 180",
+            "barkeep_offsite_missing_backups 0",
             "# TYPE barkeep_archiver_failed_total counter",
         ] {
             assert!(
@@ -279,6 +335,7 @@ mod tests {
         };
         v.catalog = Err(app::model::AppError::CatalogUnreadable);
         v.check = None;
+        v.offsite = None;
         let text = render(&v, at(40));
         assert!(text.contains("barkeep_postgres_up 0"));
         assert!(text.contains("barkeep_catalog_readable 0"));
@@ -286,6 +343,7 @@ mod tests {
             "barkeep_wal_age_seconds",
             "barkeep_archiver_failed_total",
             "barkeep_barman_check_ok",
+            "barkeep_offsite_lag_seconds",
         ] {
             assert!(!text.contains(absent), "{absent} in\n{text}");
         }

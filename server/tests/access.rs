@@ -421,6 +421,11 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
     );
     assert_eq!(a.status, 200, "{}\n{}", a.head, a.body);
     assert!(a.body.contains("\"rows\""), "{}", a.body);
+    // Verify off-site copy: this sandbox has no [offsite], and the engine says so.
+    let verify = fn_named("verify_offsite");
+    let a = http(port, &verify.1, &verify.0, &[FORM, cookie], "");
+    assert_eq!(a.status, 422, "{}\n{}", a.head, a.body);
+    assert!(a.body.contains("not configured"), "{}", a.body);
     let start = server_fns
         .iter()
         .find(|(p, _)| p.trim_start_matches("/api/").starts_with("restore_start"))
@@ -506,6 +511,8 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
         let view: serde_json::Value =
             serde_json::from_str(&event).unwrap_or_else(|e| panic!("{e}: {event}"));
         assert!(view["postgres"]["state"]["Up"].is_object(), "{event}");
+        // No [offsite] section: no off-site panel.
+        assert!(view["offsite"].is_null(), "{event}");
     }
     let metrics = routes["metrics"].as_str().expect("the metrics path");
     assert_eq!(http(port, "GET", metrics, &[], "").status, 401);
@@ -552,6 +559,7 @@ fn every_page_and_server_function_needs_a_session_and_acting_needs_an_operator()
     for needle in [
         r#""who":"operator","from":"127.0.0.1","what":"sign_in","#,
         r#""who":"operator","from":"127.0.0.1","what":"switch_wal","#,
+        r#""who":"operator","from":"127.0.0.1","what":"verify_offsite","#,
         r#""who":"viewer","from":"127.0.0.1","what":"sign_out","#,
         r#""outcome":"failed: wrong name or password""#,
         r#""outcome":"refused: too many attempts""#,

@@ -1,12 +1,13 @@
 //! The operator's actions on the live server: switch WAL, back up, `barman check`,
-//! `check-backup`, discard a kept data directory. Each is refused while a restore is open (the
-//! engine says so in words) and goes to the audit log.
+//! `check-backup`, discard a kept data directory, verify the off-site copy. Each that changes
+//! something is refused while a restore is open (the engine says so in words); each goes to the
+//! audit log.
 
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
 use super::{act, audit, detached, operator, server_context};
-use crate::model::{ActionDone, AppError, CheckView};
+use crate::model::{ActionDone, AppError, CheckView, OffsiteListingView};
 
 /// Closes the current WAL segment and waits until Barman has archived it (operators).
 #[server]
@@ -105,4 +106,45 @@ pub async fn discard_kept_data_dir(restore_id: String, confirm: String) -> Resul
     })
     .await?;
     result.map_err(super::restore::from_engine)
+}
+
+/// Lists what the off-site bucket holds now, from the bucket itself (operators): its backups,
+/// how many WAL files, the newest. The dashboard's off-site panel otherwise shows what the last
+/// replication run found.
+#[server]
+pub async fn verify_offsite() -> Result<OffsiteListingView, AppError> {
+    let caller = operator()?;
+    let ctx = server_context()?;
+    let result = detached(async move {
+        let result = ctx.engine.offsite_listing().await;
+        let outcome = match &result {
+            Ok(bucket) => format!(
+                "ok: {} backup(s), {} WAL file(s)",
+                bucket.backups.len(),
+                bucket.wals.len()
+            ),
+            Err(e) => format!("failed: {e}"),
+        };
+        audit(&ctx, &caller, "verify_offsite", None, outcome).await;
+        result
+    })
+    .await?;
+    result
+        .map(|bucket| super::views::offsite_listing(super::server_now(), &bucket))
+        .map_err(from_offsite)
+}
+
+/// The engine's off-site errors in its own words (they say what to fix), with the status they
+/// deserve.
+#[cfg(feature = "ssr")]
+fn from_offsite(e: engine::offsite::OffsiteError) -> AppError {
+    use engine::offsite::OffsiteError as E;
+    match e {
+        E::NotConfigured => AppError::Rejected(e.to_string()),
+        E::Busy => AppError::Refused(e.to_string()),
+        other => {
+            tracing::warn!(error = %other, "listing the off-site bucket failed");
+            AppError::ActionFailed(other.to_string())
+        }
+    }
 }

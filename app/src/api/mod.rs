@@ -196,6 +196,11 @@ pub async fn dashboard(engine: &engine::Engine) -> DashboardView {
         check: engine.last_barman_check().as_deref().map(views::check),
         check_running: engine.barman_check_running(),
         restore_open,
+        offsite: engine
+            .config()
+            .offsite
+            .as_ref()
+            .map(|o| views::offsite(o, engine.offsite_status())),
     }
 }
 
@@ -208,6 +213,63 @@ mod views {
     use crate::model::{
         AppError, BackupRow, CatalogView, CheckLine, CheckView, PostgresState, PostgresView,
     };
+
+    pub fn offsite(
+        config: &engine::config::OffsiteConfig,
+        last: Option<engine::offsite::OffsiteStatus>,
+    ) -> crate::model::OffsiteView {
+        crate::model::OffsiteView {
+            bucket_url: config.bucket_url.clone(),
+            endpoint_url: config.endpoint_url.clone(),
+            interval_secs: config.interval_secs,
+            last_run: last.map(|s| crate::model::OffsiteRun {
+                // Read before the fields below move out of the status.
+                newest_offsite_backup: s.newest_offsite_backup().map(str::to_owned),
+                finished: s.finished,
+                error: s.error,
+                missing_segments: s.lag.as_ref().map(|l| l.missing_segments),
+                missing_wals: s.lag.as_ref().map(|l| l.missing_wals),
+                lag_seconds: s.lag.as_ref().map(|l| l.seconds),
+                missing_backups: s.lag.as_ref().map(|l| l.missing_backups),
+                copied_wals: s.copied_wals,
+                copied_backups: s.copied_backups,
+            }),
+        }
+    }
+
+    /// What the bucket holds, as "Verify off-site copy" shows it.
+    pub fn offsite_listing(
+        listed_at: DateTime<Utc>,
+        bucket: &engine::offsite::Bucket,
+    ) -> crate::model::OffsiteListingView {
+        crate::model::OffsiteListingView {
+            listed_at,
+            backups: bucket
+                .backups
+                .iter()
+                .map(|b| crate::model::OffsiteBackupRow {
+                    id: b.id.clone(),
+                    status: b.status.clone(),
+                    begin_wal: b.begin_wal.clone(),
+                    end_wal: b.end_wal.clone(),
+                    end: b.end_time.and_then(from_epoch),
+                })
+                .collect(),
+            wal_files: bucket.wals.len(),
+            newest_wal: bucket.newest_wal().map(str::to_owned),
+        }
+    }
+
+    /// Seconds since the epoch (as the cloud tools write times) as a time; `None` when out of
+    /// range.
+    fn from_epoch(secs: f64) -> Option<DateTime<Utc>> {
+        if !secs.is_finite() {
+            return None;
+        }
+        let whole = secs.floor();
+        let nanos = ((secs - whole) * 1e9) as u32;
+        DateTime::from_timestamp(whole as i64, nanos.min(999_999_999))
+    }
 
     pub fn check(report: &engine::checks::CheckReport) -> CheckView {
         CheckView {

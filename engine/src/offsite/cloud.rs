@@ -32,6 +32,13 @@ impl Bucket {
         self.wals.iter().map(|w| w.name.clone()).collect()
     }
 
+    /// The newest WAL file it holds, in WAL order: WAL file names sort as the WAL runs
+    /// (timeline, then position; a history file after its parent timeline's segments, a backup
+    /// label after its segment).
+    pub fn newest_wal(&self) -> Option<&str> {
+        self.wals.iter().map(|w| w.name.as_str()).max()
+    }
+
     /// The ids of the backups it holds that are DONE (usable for a restore).
     pub fn done_backups(&self) -> BTreeSet<String> {
         self.backups
@@ -306,6 +313,7 @@ fn last_error(out: &CommandOutput) -> String {
     let errors: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("ERROR") || l.contains("Error") || l.contains("error"))
+        .map(message_of)
         .collect();
     if errors.is_empty() {
         tail(&format!("{}\n{}", out.stdout, out.stderr))
@@ -314,7 +322,85 @@ fn last_error(out: &CommandOutput) -> String {
     }
 }
 
+/// A line of Barman's log without the prefix its cloud tools write
+/// (`%(asctime)s [%(process)s] %(levelname)s: `): the message a person reads.
+/// `2026-11-28 18:05:17,034 [10215] ERROR: Can't connect to cloud provider: ...` gives
+/// `Can't connect to cloud provider: ...`; any other line is kept as it is.
+fn message_of(line: &str) -> &str {
+    let line = line.trim();
+    let starts_with_date = line.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    let Some((head, rest)) = line.split_once("] ") else {
+        return line;
+    };
+    if !starts_with_date || !head.contains(" [") {
+        return line;
+    }
+    match rest.split_once(": ") {
+        Some((level, message))
+            if !level.is_empty() && level.bytes().all(|b| b.is_ascii_uppercase()) =>
+        {
+            message
+        }
+        _ => line,
+    }
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal(name: &str) -> RemoteWal {
+        RemoteWal {
+            name: name.into(),
+            key: format!("sandbox/pg/wals/{name}.gz"),
+            size: 1,
+            modified: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_error_line_of_barmans_log_is_told_without_its_time_and_process() {
+        assert_eq!(
+            message_of(
+                "2026-11-28 18:05:17,034 [10215] ERROR: Can't connect to cloud provider: \
+                 Could not connect to the endpoint URL: \"http://127.0.0.1:3931/barkeep\""
+            ),
+            "Can't connect to cloud provider: Could not connect to the endpoint URL: \
+             \"http://127.0.0.1:3931/barkeep\""
+        );
+        for kept in [
+            "the store refused the credentials (AccessDenied)",
+            "ClientError: An error occurred [x] here: (NoSuchKey)",
+            "",
+        ] {
+            assert_eq!(message_of(kept), kept);
+        }
+    }
+
+    #[test]
+    fn the_newest_wal_file_is_the_last_in_wal_order_not_in_listing_order() {
+        let bucket = |names: &[&str]| Bucket {
+            wals: names.iter().map(|n| wal(n)).collect(),
+            backups: Vec::new(),
+        };
+        assert_eq!(bucket(&[]).newest_wal(), None);
+        let b = bucket(&[
+            "000000010000000000000003",
+            "000000010000000000000002.00000028.backup",
+            "00000002.history",
+            "000000010000000000000004",
+        ]);
+        assert_eq!(b.newest_wal(), Some("00000002.history"));
+        let b = bucket(&[
+            "000000020000000000000004",
+            "00000002.history",
+            "000000010000000000000004",
+        ]);
+        assert_eq!(b.newest_wal(), Some("000000020000000000000004"));
+    }
 }

@@ -368,6 +368,27 @@ impl Sandbox {
             .collect()
     }
 
+    /// barkeep's CLI on this sandbox: the binary it serves (`scripts/sandbox env`'s
+    /// `BARKEEP_BINARY`) with `--config D/barkeep.toml`, ready for more arguments. Run it as the
+    /// sandbox's owner (the tests' user).
+    pub fn barkeep_cli(&self) -> Command {
+        let out = self.script("env", &[]);
+        let env = String::from_utf8_lossy(&out.stdout);
+        let bin = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export BARKEEP_BINARY="))
+            .unwrap_or_else(|| {
+                panic!(
+                    "scripts/sandbox env --dir {} names no BARKEEP_BINARY:\n{env}{}",
+                    self.dir.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(self.config_path());
+        cmd
+    }
+
     /// The off-site store goes down (Garage stopped), as in an outage of the bucket.
     pub fn garage_stop(&self) {
         self.script_ok("garage-stop");

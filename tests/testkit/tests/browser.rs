@@ -13,6 +13,9 @@
 //!
 //! Before the dashboard: barkeep sends a browser without a session to the sign-in page, refuses
 //! a wrong password in words, and lets the sandbox's operator in.
+//!
+//! The dashboard's sandbox also runs Garage as the off-site store: the off-site panel shows a
+//! replication run's outcome (in sync), and "Verify off-site copy" lists the bucket.
 
 use std::time::{Duration, Instant};
 
@@ -21,13 +24,13 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 /// How long the page may take to hydrate (the click is retried until then).
 const HYDRATION_BUDGET: Duration = Duration::from_secs(30);
-/// Everything in the browser, end to end.
-const BROWSER_BUDGET: Duration = Duration::from_secs(120);
+/// Everything in the browser, end to end (the off-site panel waits for a replication run).
+const BROWSER_BUDGET: Duration = Duration::from_secs(180);
 
 #[test]
 fn the_dashboard_is_live_and_its_actions_work() {
     let t0 = Instant::now();
-    let sb = Sandbox::up(SandboxOptions::default().with_barkeep());
+    let sb = Sandbox::up(SandboxOptions::default().with_barkeep().with_offsite());
     let url = sb.http_url();
     let pg_version = sb.psql("SHOW server_version");
     let operator = sb.operator();
@@ -35,13 +38,39 @@ fn the_dashboard_is_live_and_its_actions_work() {
         pg_version.starts_with("14."),
         "server_version = {pg_version:?}"
     );
+    // One replication run now, from the CLI, while the browser signs in (the server's own
+    // loop starts 10 s after it; whichever runs first, the other finds the bucket in sync or
+    // the run busy).
+    let replicate = sb
+        .barkeep_cli()
+        .args(["offsite", "replicate"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("barkeep offsite replicate");
+    let backups = sb.barman_json(&["list-backups", barkeep_testkit::SERVER]);
+    let backup_id = backups[barkeep_testkit::SERVER][0]["backup_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no backup id in barman list-backups: {backups}"))
+        .to_owned();
     in_browser(&sb, BROWSER_BUDGET, "dashboard-phone.png", async |client| {
         sign_in(client, &url, &operator).await?;
         check_dashboard(client, &url, &pg_version).await?;
+        check_offsite(client, &sb, &backup_id).await?;
         check_actions(client).await?;
         check_history(client, &url).await?;
         on_a_phone(client, &url).await
     });
+    let replicated = replicate
+        .wait_with_output()
+        .expect("barkeep offsite replicate");
+    let said = String::from_utf8_lossy(&replicated.stderr);
+    assert!(
+        replicated.status.success() || said.contains("another off-site replication is running"),
+        "barkeep offsite replicate failed ({}):\n{said}",
+        replicated.status
+    );
     eprintln!(
         "[browser] dashboard rendered and hydrated; {:.1} s in all",
         t0.elapsed().as_secs_f64()
@@ -246,6 +275,82 @@ async fn check_dashboard(client: &Client, url: &str, pg_version: &str) -> Result
     Ok(())
 }
 
+/// The off-site panel, on the live page: once a replication run has copied the sandbox's WAL
+/// and backup to Garage, it shows the bucket in sync with a lag of zero and the
+/// backup as the newest off-site one; "Verify off-site copy" lists that backup from the bucket
+/// itself; with Garage stopped, the same click says in words that the store cannot be reached.
+async fn check_offsite(client: &Client, sb: &Sandbox, backup_id: &str) -> Result<(), String> {
+    let bucket = text_of(client, Locator::Id("offsite-bucket")).await?;
+    if !bucket.starts_with("s3://") {
+        return Err(format!("the off-site panel shows no bucket: {bucket:?}"));
+    }
+    // The CLI's run (or the server's) ends; the live page shows what it left in offsite.json.
+    let started = Instant::now();
+    loop {
+        let state = text_of(client, Locator::Id("offsite-state")).await?;
+        if state.contains("in sync") {
+            break;
+        }
+        if state.contains("failed") {
+            let error = text_of(client, Locator::Id("offsite-error")).await?;
+            return Err(format!("the off-site replication failed: {error}"));
+        }
+        if started.elapsed() > Duration::from_secs(150) {
+            return Err(format!(
+                "the off-site copy is not in sync after 150 s: {state:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lag = text_of(client, Locator::Id("offsite-lag")).await?;
+    if !lag.starts_with("0 WAL segments, 0 s") {
+        return Err(format!("in sync, but the lag is {lag:?}"));
+    }
+    let newest = text_of(client, Locator::Id("offsite-newest-backup")).await?;
+    if newest.trim() != backup_id {
+        return Err(format!(
+            "the newest off-site backup is {newest:?}, the sandbox's is {backup_id}"
+        ));
+    }
+    let last_run = text_of(client, Locator::Id("offsite-last-run")).await?;
+    if !last_run.contains("UTC") || !last_run.contains(BROWSER_OFFSET) {
+        return Err(format!(
+            "the last run is not shown in the browser's zone and UTC: {last_run:?}"
+        ));
+    }
+    eprintln!(
+        "[browser] off-site in sync after {:.1} s: lag {lag:?}, last run {last_run:?}",
+        started.elapsed().as_secs_f64()
+    );
+    click(client, "verify-offsite").await?;
+    wait_for_text(client, "offsite-backup-list", backup_id, 60).await?;
+    let summary = text_of(client, Locator::Id("verify-offsite-summary")).await?;
+    if !summary.contains("1 backup and") || summary.contains(" 0 WAL files") {
+        return Err(format!("the bucket's listing says {summary:?}"));
+    }
+    eprintln!("[browser] verify off-site copy: {summary:?}");
+    let panel_in_view = async || {
+        client
+            .execute(
+                "document.getElementById('offsite').scrollIntoView();",
+                vec![],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot scroll to the off-site panel: {e}"))
+    };
+    panel_in_view().await?;
+    save_screenshot(client, "offsite.png").await?;
+
+    sb.garage_stop();
+    click(client, "verify-offsite").await?;
+    wait_for_text(client, "verify-offsite-result", "cannot reach", 60).await?;
+    let failed = text_of(client, Locator::Id("verify-offsite-result")).await?;
+    eprintln!("[browser] verify with the store down: {failed:?}");
+    panel_in_view().await?;
+    save_screenshot(client, "offsite-verify-failed.png").await
+}
+
 /// The operator's actions, watched on the live page (never reloaded here): a WAL switch makes
 /// the newest WAL newer; `barman check` on demand shows its result.
 async fn check_actions(client: &Client) -> Result<(), String> {
@@ -295,7 +400,7 @@ async fn check_history(client: &Client, url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     wait_for(client, Locator::Id("audit-log"), 15).await?;
     let audit = text_of(client, Locator::Id("audit-log")).await?;
-    for what in ["sign_in", "switch_wal", "barman_check"] {
+    for what in ["sign_in", "verify_offsite", "switch_wal", "barman_check"] {
         if !audit.contains(what) {
             return Err(format!(
                 "the audit log on the History page lacks {what}: {audit}"
