@@ -15,9 +15,9 @@ use crate::config::{Config, OffsiteConfig};
 use crate::process::{CommandOutput, Program};
 
 /// The listing helper (`python -c`): Barman 3.3's own listing stops at 1,000 keys.
-const LIST_BUCKET: &str = include_str!("list_bucket.py");
+const LIST_BUCKET: &str = concat!(include_str!("helper.py"), include_str!("list_bucket.py"));
 /// The fetching helper (`python -c`): the WAL a restore replays, in one run.
-const FETCH_WALS: &str = include_str!("fetch_wals.py");
+const FETCH_WALS: &str = concat!(include_str!("helper.py"), include_str!("fetch_wals.py"));
 
 /// What the bucket holds, as [`Tools::list`] read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
