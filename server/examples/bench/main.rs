@@ -179,6 +179,31 @@ pub fn ratio(a: Duration, b: Duration) -> String {
     }
 }
 
+/// A sandbox with the pgbench tables at `scale` in `app`, an engine on it, a runtime, and the
+/// database's size in words.
+pub fn pgbench_stack(
+    opts: barkeep_testkit::SandboxOptions,
+    scale: u32,
+) -> anyhow::Result<(
+    barkeep_testkit::Sandbox,
+    engine::Engine,
+    tokio::runtime::Runtime,
+    String,
+)> {
+    let sb = barkeep_testkit::Sandbox::up(opts);
+    let config = engine::Config::load(&sb.config_path())?;
+    let engine = engine::Engine::new(std::sync::Arc::new(config))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    run_ok(
+        std::process::Command::new(sb.pg_bin_dir().join("pgbench"))
+            .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
+            .arg(sb.socket_dir())
+            .args(["-p", &sb.pg_port().to_string(), "-U", "postgres", "app"]),
+    )?;
+    let size = sb.psql("SELECT pg_size_pretty(pg_database_size('app'))");
+    Ok((sb, engine, rt, size))
+}
+
 /// Runs a command to its end; its output in the error when it fails.
 pub fn run_ok(c: &mut std::process::Command) -> anyhow::Result<()> {
     let out = c.output()?;

@@ -15,13 +15,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use barkeep_testkit::{Sandbox, SandboxOptions, SERVER};
+use barkeep_testkit::{SandboxOptions, SERVER};
 use engine::restore::{RestoreStatus, Step};
 use engine::target::TargetTime;
 use engine::{Config, Engine};
 
 use crate::table::Table;
-use crate::{ms, ratio, run_ok, secs};
+use crate::{ms, ratio, secs};
 
 pub fn run(scales: &[u32]) -> anyhow::Result<()> {
     for &scale in scales {
@@ -32,16 +32,8 @@ pub fn run(scales: &[u32]) -> anyhow::Result<()> {
 }
 
 fn one_size(scale: u32) -> anyhow::Result<()> {
-    let sb = Sandbox::up(SandboxOptions::default().with_offsite());
-    let engine = Engine::new(Arc::new(Config::load(&sb.config_path())?))?;
-    let rt = tokio::runtime::Runtime::new()?;
-    run_ok(
-        Command::new(sb.pg_bin_dir().join("pgbench"))
-            .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
-            .arg(sb.socket_dir())
-            .args(["-p", &sb.pg_port().to_string(), "-U", "postgres", "app"]),
-    )?;
-    let size = sb.psql("SELECT pg_size_pretty(pg_database_size('app'))");
+    let (sb, engine, rt, size) =
+        crate::pgbench_stack(SandboxOptions::default().with_offsite(), scale)?;
     // The first backup and the load's WAL go first (archived by Barman: a switch-wal --archive
     // waits for its segment, so for every one before it), so that the measured run is the
     // backup and its own WAL.

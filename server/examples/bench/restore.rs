@@ -14,13 +14,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barkeep_testkit::{Poller, Sandbox, SandboxOptions, SERVER};
 use engine::restore::{ModeChoice, RestoreStatus, Step};
 use engine::target::TargetTime;
-use engine::{Config, Engine};
 
 use crate::table::Table;
 use crate::{ms, ratio, run_ok, secs};
@@ -77,16 +75,7 @@ pub fn run(scales: &[u32]) -> anyhow::Result<()> {
 }
 
 fn one_size(scale: u32) -> anyhow::Result<Size> {
-    let sb = Sandbox::up(SandboxOptions::default());
-    let engine = Engine::new(Arc::new(Config::load(&sb.config_path())?))?;
-    let rt = tokio::runtime::Runtime::new()?;
-    run_ok(
-        Command::new(sb.pg_bin_dir().join("pgbench"))
-            .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
-            .arg(sb.socket_dir())
-            .args(["-p", &sb.pg_port().to_string(), "-U", "postgres", "app"]),
-    )?;
-    let size = sb.psql("SELECT pg_size_pretty(pg_database_size('app'))");
+    let (sb, engine, rt, size) = crate::pgbench_stack(SandboxOptions::default(), scale)?;
     sb.barman_ok(&["backup", "--immediate-checkpoint", "--wait", SERVER]);
     sb.psql("UPDATE pgbench_branches SET bbalance = 1");
     std::thread::sleep(Duration::from_millis(1100));
