@@ -633,7 +633,7 @@ fn offsite_card(
         Some(run) => {
             let state = if run.error.is_some() {
                 view! { <span class=Health::Stale.class()>"last run failed"</span> }.into_any()
-            } else if run.in_sync() {
+            } else if run.in_sync {
                 view! {
                     <span class=Health::Good.class()>"in sync"</span>
                     <span class="muted">" at the last run: the bucket holds every WAL file and backup"</span>

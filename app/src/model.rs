@@ -153,13 +153,9 @@ pub struct OffsiteRun {
     pub newest_offsite_backup: Option<String>,
     pub copied_wals: usize,
     pub copied_backups: Vec<String>,
-}
-
-impl OffsiteRun {
-    /// The last run finished and the bucket holds everything.
-    pub fn in_sync(&self) -> bool {
-        self.error.is_none() && self.missing_wals == Some(0) && self.missing_backups == Some(0)
-    }
+    /// The run finished and the bucket holds everything the catalog has (the engine's
+    /// `OffsiteStatus::in_sync`).
+    pub in_sync: bool,
 }
 
 /// What the off-site bucket holds now, listed on demand ("Verify off-site copy"): read from the

@@ -285,6 +285,7 @@ mod tests {
                     newest_offsite_backup: Some("20261120T000000".into()),
                     copied_wals: 0,
                     copied_backups: Vec::new(),
+                    in_sync: false,
                 }),
             }),
         }

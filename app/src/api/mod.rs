@@ -225,6 +225,7 @@ mod views {
             last_run: last.map(|s| crate::model::OffsiteRun {
                 // Read before the fields below move out of the status.
                 newest_offsite_backup: s.newest_offsite_backup().map(str::to_owned),
+                in_sync: s.in_sync(),
                 finished: s.finished,
                 error: s.error,
                 missing_segments: s.lag.as_ref().map(|l| l.missing_segments),
