@@ -216,7 +216,7 @@ pub(super) async fn recover(cx: &Cx<'_>, data: &Path) -> Result<Option<String>, 
         backup.id
     ))?;
     let wal_dir = data.join(WAL_DIR);
-    make_private_dir(&wal_dir)?;
+    super::step::make_empty_data_dir(&wal_dir)?;
     let t1 = Instant::now();
     let fetched = tools.fetch_wals(begin, &wal_dir).await.map_err(full)?;
     let fetched_ms = t1.elapsed().as_millis();
@@ -324,16 +324,6 @@ fn needed_bytes(bucket: &Bucket, backup: &RemoteBackup) -> u64 {
         })
         .unwrap_or(0);
     space::restore_bytes(backup.size.unwrap_or(0), segments)
-}
-
-/// An empty directory only barkeep's user can read.
-fn make_private_dir(dir: &Path) -> Result<(), RestoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io(format!("cannot create {}", dir.display()))(e)),
-    }
 }
 
 /// The settings `barman recover --target-time .. --target-action pause` writes, for a replay

@@ -69,8 +69,9 @@ impl Cx<'_> {
     }
 }
 
-/// An empty data directory with PostgreSQL's mode (0700), synced into its parent.
-fn make_empty_data_dir(dir: &Path) -> Result<(), RestoreError> {
+/// An empty data directory with PostgreSQL's mode (0700), synced into its parent (also the
+/// restore-from-bucket's `barman_wal/`).
+pub(super) fn make_empty_data_dir(dir: &Path) -> Result<(), RestoreError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
